@@ -1,0 +1,160 @@
+"""Domain records: frozen dataclasses, separate from the store's table rows.
+
+Every datetime here is timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from orchestrator.states import JobState
+
+JSON = dict[str, Any]
+
+
+class ArtifactState(StrEnum):
+    #: known URL, not stored yet
+    PENDING = "pending"
+    #: stored on disk, bytes and sha256 recorded
+    STORED = "stored"
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file a job yields: an audio track, a cover image, a video."""
+
+    name: str  #: file name under artifacts_dir/<job key>/, derived from sanitised ids only
+    url: str  #: where to fetch it (the latest verified URL)
+    media: str  #: "audio" | "image" | "video"
+    state: ArtifactState = ArtifactState.PENDING
+    path: str | None = None
+    bytes: int | None = None
+    sha256: str | None = None
+    attempts: int = 0
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class JobError:
+    stage: str  #: "submit" | "upstream" | "download" | "deadline" | "operator"
+    code: int | str | None
+    message: str
+
+    def to_json(self) -> JSON:
+        return {"stage": self.stage, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Job:
+    """A job as the state machine sees it."""
+
+    id: int
+    key: str
+    kind: str
+    provider: str
+    state: JobState
+    params: JSON
+    created_at: datetime
+    updated_at: datetime
+    version: int = 0
+    task_id: str | None = None
+    #: normalised upstream result ({"status", "tracks": [...], "video_url"}) or None
+    result: JSON | None = None
+    artifacts: tuple[Artifact, ...] = ()
+    error: JobError | None = None
+    polls: int = 0
+    callbacks: int = 0
+    submit_attempts: int = 0
+    finished_at: datetime | None = None
+    #: when the next poll is due (None: not polled)
+    next_poll_at: datetime | None = None
+    #: earliest time the next submit attempt may go out (retry backoff)
+    not_before: datetime | None = None
+    deadline_at: datetime | None = None
+    #: consecutive failed polls, for backoff
+    poll_failures: int = 0
+    #: the furthest upstream status a callback claimed that no poll confirmed yet (verify mode)
+    hint: str | None = None
+    #: confirmation polls already made for the current hint
+    hint_polls: int = 0
+    #: the upstream status last confirmed (PENDING, TEXT_SUCCESS, ...), for `show`
+    upstream_status: str | None = None
+    #: when the job entered its current state
+    state_since: datetime | None = None
+
+    def artifact(self, name: str) -> Artifact | None:
+        for artifact in self.artifacts:
+            if artifact.name == name:
+                return artifact
+        return None
+
+    def to_json(self) -> JSON:
+        """The job as the interface contract shows it (status --json, show --json, HTTP)."""
+        from orchestrator.clock import isoformat
+
+        return {
+            "key": self.key,
+            "kind": self.kind,
+            "state": self.state.value,
+            "provider": self.provider,
+            "task_id": self.task_id,
+            "params": self.params,
+            "result": self.result,
+            "artifacts": [
+                {
+                    "name": a.name,
+                    "url": a.url,
+                    "path": a.path,
+                    "bytes": a.bytes,
+                    "sha256": a.sha256,
+                }
+                for a in self.artifacts
+            ],
+            "error": self.error.to_json() if self.error else None,
+            "polls": self.polls,
+            "callbacks": self.callbacks,
+            "submit_attempts": self.submit_attempts,
+            "created_at": isoformat(self.created_at),
+            "updated_at": isoformat(self.updated_at),
+            "finished_at": isoformat(self.finished_at),
+            "next_poll_at": isoformat(self.next_poll_at),
+            "deadline_at": isoformat(self.deadline_at),
+            "upstream_status": self.upstream_status,
+        }
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """A job to record (from config, CLI, script or HTTP)."""
+
+    key: str
+    kind: str
+    params: JSON
+    provider: str
+
+
+@dataclass(frozen=True)
+class Event:
+    """One row of a job's append-only event log: an observation and what it did."""
+
+    id: int
+    job_id: int
+    at: datetime
+    source: str  #: "submitter" | "poll" | "callback" | "downloader" | "deadline" | "operator" | ...
+    type: str  #: the observation's name, e.g. "submit_accepted", "upstream_report"
+    from_state: JobState | None
+    to_state: JobState | None  #: None when the observation changed nothing (duplicate, stale)
+    payload: JSON = field(default_factory=dict)  #: the observation (raw body for callbacks)
+    note: str = ""  #: why, in a few words
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    source: str
+    type: str
+    payload: JSON
+    note: str = ""

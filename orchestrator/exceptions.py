@@ -1,0 +1,159 @@
+"""One exception tree for the whole package.
+
+Foreign exceptions (httpx, SQLAlchemy, tomllib, OS errors) are translated at the boundary
+where they occur, with ``raise ... from exc``. Transient and permanent failures are different
+classes, so callers decide "retry or give up" by ``except`` clause, never by message.
+
+::
+
+    OrchestratorError
+    ├── ConfigError                  bad config file or option (user mistake: clear message, exit 2)
+    ├── UsageError                   bad CLI / API input: unknown job key, bad params, key conflict
+    │   ├── JobNotFound
+    │   ├── JobKeyConflict           same key, different params
+    │   └── InvalidParams
+    ├── InvalidTransition            an operator action not allowed from the job's current state
+    ├── StoreError                   the database failed (not a conflict)
+    │   └── StaleJob                 compare-and-set lost: someone else changed the job first
+    ├── UpstreamError                the provider answered badly or not at all
+    │   ├── UpstreamTransient        retry later: rate limit, maintenance, 5xx, timeout, reset
+    │   │   └── UpstreamRateLimited  with ``retry_after`` seconds when known
+    │   ├── UpstreamRejected         final: auth, credits, validation, conflict, generation failure
+    │   ├── UpstreamAmbiguous        the request may have been received: outcome unknown (submit)
+    │   └── UpstreamProtocolError    the answer did not parse (garbage, wrong envelope)
+    ├── CallbackError                an inbound callback is refused (status code + reason)
+    │   ├── CallbackNotFound         404: unknown token, writes nothing
+    │   ├── CallbackRejected         400/413/415: malformed, oversized, not JSON, wrong schema
+    │   └── CallbackUnauthorized     401/403: bad signature, replay, source address refused
+    └── DownloadError                fetching an artifact failed
+        ├── DownloadTransient        retry later: 5xx, timeout, reset, truncated body
+        ├── DownloadExpired          403/404: the URL expired; a fresh poll may give a new one
+        └── DownloadRefused          final: SSRF guard, scheme, size cap, content type, redirects
+"""
+
+from __future__ import annotations
+
+
+class OrchestratorError(Exception):
+    """Base of every error the package raises on purpose."""
+
+
+class ConfigError(OrchestratorError):
+    """The configuration file or an option is invalid."""
+
+
+class UsageError(OrchestratorError):
+    """A user's request (CLI, API, script) cannot be carried out as asked."""
+
+
+class JobNotFound(UsageError):
+    """No job has that key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no job with key {key!r}")
+        self.key = key
+
+
+class JobKeyConflict(UsageError):
+    """A job with that key exists with different params or kind."""
+
+
+class InvalidParams(UsageError):
+    """The params of a job are not acceptable for its kind."""
+
+
+class InvalidTransition(OrchestratorError):
+    """An operator action that the job's current state does not allow."""
+
+
+class StoreError(OrchestratorError):
+    """The database failed."""
+
+
+class StaleJob(StoreError):
+    """A compare-and-set found the job changed by someone else."""
+
+
+class UpstreamError(OrchestratorError):
+    """The upstream answered with an error, or not at all."""
+
+    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None):
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+        self.message = message
+
+
+class UpstreamTransient(UpstreamError):
+    """Worth retrying later (rate limit, maintenance, 5xx, timeout, connection reset)."""
+
+
+class UpstreamRateLimited(UpstreamTransient):
+    """The upstream asked us to slow down."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
+    ):
+        super().__init__(message, code=code, http_status=http_status)
+        self.retry_after = retry_after
+
+
+class UpstreamRejected(UpstreamError):
+    """Final: retrying the same request will not help (auth, credits, validation, conflict)."""
+
+
+class UpstreamAmbiguous(UpstreamError):
+    """The request was sent but no answer came back (read timeout, reset): it may have landed.
+
+    For a submit this means "maybe paid for": the job becomes `uncertain`, never resubmitted
+    silently. For a poll it is just transient.
+    """
+
+
+class UpstreamProtocolError(UpstreamTransient):
+    """The answer did not parse as the documented envelope (treated as transient garbage)."""
+
+
+class CallbackError(OrchestratorError):
+    """An inbound callback is refused."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, status_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
+class CallbackNotFound(CallbackError):
+    status_code = 404
+
+
+class CallbackRejected(CallbackError):
+    status_code = 400
+
+
+class CallbackUnauthorized(CallbackError):
+    status_code = 401
+
+
+class DownloadError(OrchestratorError):
+    """Fetching an artifact failed."""
+
+
+class DownloadTransient(DownloadError):
+    """Worth retrying later."""
+
+
+class DownloadExpired(DownloadError):
+    """The URL answered 403/404: expired; a fresh poll may give a new URL."""
+
+
+class DownloadRefused(DownloadError):
+    """Final refusal: SSRF guard, scheme, size, content type, redirect cap."""

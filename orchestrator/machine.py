@@ -1,0 +1,551 @@
+"""The state machine: one pure function folds an observation into a job.
+
+``decide(job, observation, now, policy)`` returns the :class:`Transition` to apply, or None
+when the observation changes nothing (a duplicate, a regression, a late arrival, or an
+action the state does not allow). It does no I/O and reads no clock: replaying or
+reordering observations is harmless by construction, and the reconciler writes the result
+as a compare-and-set together with the event row.
+
+A transition may keep the state (``to_state == job.state``): a rescheduled poll, a partial
+result, an artifact stored. Only a change of state is logged as ``job_transitioned``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from orchestrator.domain import Artifact, ArtifactState, Job, JobError
+from orchestrator.kinds import artifacts_for
+from orchestrator.observations import (
+    STATUS_RANK,
+    ArtifactStored,
+    CallbackReceived,
+    CancelRequested,
+    DeadlinePassed,
+    DownloadFailed,
+    DownloadFailure,
+    Observation,
+    Polled,
+    PollFailed,
+    Resolution,
+    ResolveRequested,
+    RetryRequested,
+    SubmitAccepted,
+    SubmitFailed,
+    SubmitLeaseExpired,
+    SubmitStarted,
+    SubmitUnknown,
+    UncertainGraceOver,
+    UpstreamReport,
+    UpstreamStatus,
+)
+from orchestrator.states import POLLABLE, TERMINAL, JobState, is_allowed
+
+S = JobState
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The knobs the machine reads. Built from config; defaults follow the upstream's advice."""
+
+    poll_interval_s: float = 30.0
+    #: each poll interval is stretched or shrunk by up to this fraction (deterministic per job)
+    poll_jitter: float = 0.1
+    deadline_s: float = 1800.0
+    poll_backoff_base_s: float = 5.0
+    poll_backoff_max_s: float = 600.0
+    #: a callback claimed more than the poll it triggered confirmed (record-info lags): poll
+    #: once more this soon, then return to the normal interval
+    confirm_delay_s: float = 2.0
+    submit_max_attempts: int = 8
+    submit_backoff_base_s: float = 2.0
+    submit_backoff_max_s: float = 300.0
+    download_max_attempts: int = 6
+    download_backoff_base_s: float = 2.0
+    download_backoff_max_s: float = 300.0
+    #: after `timed_out`, keep polling this rarely for a late success, for this long
+    late_poll_interval_s: float = 300.0
+    late_window_s: float = 86400.0
+    #: what an `uncertain` job becomes after its grace period: hold | resubmit | fail
+    uncertain_policy: str = "hold"
+    uncertain_grace_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class Transition:
+    """What to write: the new state, the changed fields, and why."""
+
+    to_state: JobState
+    changes: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    #: a callback token hash to record with this transition (submit_started)
+    token_hash: str | None = None
+    #: poll this job now (a callback claimed progress, a URL expired)
+    wake_poller: bool = False
+
+    def apply(self, job: Job, now: datetime) -> Job:
+        """The job after this transition (the reconciler persists exactly this)."""
+        updated = replace(job, state=self.to_state, updated_at=now, **self.changes)
+        if self.to_state != job.state:
+            updated = replace(updated, state_since=now)
+        return updated
+
+
+def jitter_factor(key: str, n: int, spread: float) -> float:
+    """A factor in [1 - spread, 1 + spread], fixed for (key, n): spreads jobs, replays exactly."""
+    digest = hashlib.blake2b(f"{key}:{n}".encode(), digest_size=8).digest()
+    u = int.from_bytes(digest, "big") / 2**64  # [0, 1)
+    return 1.0 + spread * (2.0 * u - 1.0)
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff: base, 2 base, 4 base, ... capped."""
+    return float(min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+def _after(now: datetime, seconds: float) -> datetime:
+    return now + timedelta(seconds=seconds)
+
+
+def _next_poll(job: Job, now: datetime, policy: Policy) -> datetime:
+    factor = jitter_factor(job.key, job.polls, policy.poll_jitter)
+    return _after(now, policy.poll_interval_s * factor)
+
+
+def _finish(to_state: JobState, now: datetime, note: str, **changes: Any) -> Transition:
+    changes.setdefault("finished_at", now)
+    changes.setdefault("next_poll_at", None)
+    changes.setdefault("hint", None)
+    return Transition(to_state, changes, note)
+
+
+def decide(
+    job: Job, observation: Observation, now: datetime, policy: Policy | None = None
+) -> Transition | None:
+    """Fold ``observation`` into ``job``; None when it changes nothing."""
+    policy = policy or Policy()
+    handler = _HANDLERS.get(type(observation))
+    if handler is None:
+        raise TypeError(f"no rule for observation {type(observation).__name__}")
+    transition = handler(job, observation, now, policy)
+    if transition is not None and not is_allowed(job.state, transition.to_state):
+        raise AssertionError(f"rule produced a forbidden edge {job.state} -> {transition.to_state}")
+    return transition
+
+
+# --- submitter -------------------------------------------------------------------------------
+
+
+def _submit_started(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, SubmitStarted)
+    if job.state != S.QUEUED:
+        return None
+    return Transition(
+        S.SUBMITTING,
+        {"submit_attempts": job.submit_attempts + 1, "not_before": None},
+        f"submit attempt {job.submit_attempts + 1}",
+        token_hash=obs.token_hash,
+    )
+
+
+def _accepted_changes(job: Job, task_id: str, now: datetime, policy: Policy) -> dict[str, Any]:
+    # A callback that arrived before the submit answer left a hint: poll at once.
+    first_poll = now if job.hint else _next_poll(job, now, policy)
+    return {
+        "task_id": task_id,
+        "next_poll_at": first_poll,
+        "deadline_at": _after(now, policy.deadline_s),
+        "error": None,
+        "not_before": None,
+    }
+
+
+def _submit_accepted(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, SubmitAccepted)
+    if job.state in (S.SUBMITTING, S.UNCERTAIN):
+        return Transition(
+            S.PENDING, _accepted_changes(job, obs.task_id, now, policy), "upstream accepted"
+        )
+    if job.task_id is None and job.state == S.CANCELLED:
+        # cancelled while the submit was in flight: keep the taskId for the record
+        return Transition(job.state, {"task_id": obs.task_id}, "accepted after cancel")
+    return None
+
+
+def _submit_failed(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, SubmitFailed)
+    if job.state != S.SUBMITTING:
+        return None
+    if obs.retryable and job.submit_attempts < policy.submit_max_attempts:
+        delay = backoff(job.submit_attempts, policy.submit_backoff_base_s, policy.submit_backoff_max_s)
+        if obs.retry_after is not None:
+            delay = max(delay, obs.retry_after)
+        return Transition(
+            S.QUEUED,
+            {
+                "not_before": _after(now, delay),
+                "error": JobError("submit", obs.code, obs.message),
+            },
+            f"retryable submit error, retry in {delay:.1f}s",
+        )
+    why = "final submit error" if not obs.retryable else "submit attempts exhausted"
+    return _finish(S.FAILED, now, why, error=JobError("submit", obs.code, obs.message))
+
+
+def _submit_unknown(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, (SubmitUnknown, SubmitLeaseExpired))
+    if job.state != S.SUBMITTING:
+        return None
+    message = obs.message if isinstance(obs, SubmitUnknown) else "worker lost mid-submit"
+    return Transition(
+        S.UNCERTAIN,
+        {"error": JobError("submit", None, f"outcome unknown: {message}")},
+        "submit outcome unknown",
+    )
+
+
+# --- upstream reports ------------------------------------------------------------------------
+
+
+def _report_transition(
+    job: Job, report: UpstreamReport, now: datetime, policy: Policy, *, via: str
+) -> Transition | None:
+    """Apply an authoritative report (a poll, or a callback in trust mode)."""
+    if job.state not in POLLABLE:
+        return None
+    if report.task_id and job.task_id and report.task_id != job.task_id:
+        return None  # someone else's task: the reconciler records it as suspicious
+    confirmed = STATUS_RANK[report.status]
+    hint_rank = STATUS_RANK.get(UpstreamStatus(job.hint), -1) if job.hint else -1
+    base: dict[str, Any] = {"upstream_status": report.status.value}
+    if job.hint and confirmed >= hint_rank:
+        base.update(hint=None, hint_polls=0)
+
+    if report.status == UpstreamStatus.FAILED:
+        if job.state == S.SUCCEEDED:
+            return None  # the upstream already confirmed success; a failure cannot undo it
+        if job.state == S.TIMED_OUT:
+            # a late failure: nothing left to wait for
+            return Transition(job.state, {**base, "next_poll_at": None}, "late failure")
+        return _finish(
+            S.FAILED,
+            now,
+            f"upstream reported failure ({via})",
+            error=JobError("upstream", report.error_code, report.error_message or "failed"),
+            **base,
+        )
+
+    if report.status == UpstreamStatus.SUCCESS:
+        artifacts = artifacts_for(job.kind, report)
+        if artifacts is not None:
+            if job.state == S.SUCCEEDED:
+                return _refresh_urls(job, artifacts, now, base)
+            return Transition(
+                S.SUCCEEDED,
+                {
+                    **base,
+                    "result": report.result_json(),
+                    "artifacts": tuple(replace(a, next_attempt_at=now) for a in artifacts),
+                    "next_poll_at": None,
+                    "hint": None,
+                    "hint_polls": 0,
+                    "error": None,
+                    "finished_at": None,
+                },
+                f"upstream confirmed success ({via})",
+            )
+        # SUCCESS without the URLs we need: treat as progress and keep polling
+
+    if job.state == S.SUCCEEDED:
+        return None
+    to_state = job.state
+    changes = dict(base)
+    if job.state == S.PENDING and confirmed >= STATUS_RANK[UpstreamStatus.TEXT_SUCCESS]:
+        to_state = S.RUNNING
+    if report.tracks or report.video_url:
+        changes["result"] = report.result_json()  # partial results as they appear
+    if job.state == S.TIMED_OUT:
+        late_end = (job.deadline_at or now) + timedelta(seconds=policy.late_window_s)
+        changes["next_poll_at"] = (
+            _after(now, policy.late_poll_interval_s) if now < late_end else None
+        )
+    elif job.hint and confirmed < hint_rank and job.hint_polls < 1:
+        changes["next_poll_at"] = _after(now, policy.confirm_delay_s)
+        changes["hint_polls"] = job.hint_polls + 1
+    else:
+        if job.hint and confirmed < hint_rank:
+            changes.update(hint=None, hint_polls=0)  # unconfirmed: back to the normal pace
+        changes["next_poll_at"] = _next_poll(job, now, policy)
+    note = "progress" if to_state != job.state else "no change upstream"
+    return Transition(to_state, changes, note)
+
+
+def _refresh_urls(
+    job: Job, fresh: tuple[Artifact, ...], now: datetime, base: dict[str, Any]
+) -> Transition | None:
+    """A poll after success: give artifacts not yet stored their fresh URLs."""
+    by_name = {a.name: a for a in fresh}
+    updated: list[Artifact] = []
+    changed = False
+    for artifact in job.artifacts:
+        new = by_name.get(artifact.name)
+        if artifact.state == ArtifactState.STORED or new is None:
+            updated.append(artifact)
+            continue
+        if new.url != artifact.url or artifact.next_attempt_at is None:
+            changed = True
+            updated.append(replace(artifact, url=new.url, next_attempt_at=now))
+        else:
+            updated.append(artifact)
+    if not changed and job.next_poll_at is None:
+        return None
+    return Transition(
+        S.SUCCEEDED,
+        {**base, "artifacts": tuple(updated), "next_poll_at": None},
+        "fresh result URLs",
+    )
+
+
+def _polled(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, Polled)
+    transition = _report_transition(job, obs.report, now, policy, via="poll")
+    if transition is not None:
+        transition.changes.setdefault("poll_failures", 0)
+        if job.poll_failures:
+            transition.changes["poll_failures"] = 0
+    return transition
+
+
+def _poll_failed(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, PollFailed)
+    if job.state not in POLLABLE or job.next_poll_at is None:
+        return None
+    failures = job.poll_failures + 1
+    delay = backoff(failures, policy.poll_backoff_base_s, policy.poll_backoff_max_s)
+    if obs.retry_after is not None:
+        delay = max(delay, obs.retry_after)
+    return Transition(
+        job.state,
+        {"poll_failures": failures, "next_poll_at": _after(now, delay)},
+        f"poll failed, retry in {delay:.1f}s",
+    )
+
+
+def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, CallbackReceived)
+    report = obs.report
+    if job.state == S.UNCERTAIN:
+        if not report.task_id:
+            return None
+        # The token proves this callback answers our submit: the upstream accepted it.
+        changes = _accepted_changes(job, report.task_id, now, policy)
+        changes["next_poll_at"] = now
+        return Transition(S.PENDING, changes, "callback resolved uncertain submit", wake_poller=True)
+    if job.state in TERMINAL or job.state == S.QUEUED:
+        return None
+    if report.task_id and job.task_id and report.task_id != job.task_id:
+        return None
+    rank = STATUS_RANK[report.status]
+    confirmed = (
+        STATUS_RANK.get(UpstreamStatus(job.upstream_status), -1)
+        if job.upstream_status in UpstreamStatus.__members__
+        else -1
+    )
+    hint_rank = STATUS_RANK[UpstreamStatus(job.hint)] if job.hint else -1
+    if job.state == S.SUBMITTING:
+        # Early callback: the submit answer is not recorded yet. Remember it; poll on accept.
+        if rank <= hint_rank:
+            return None
+        return Transition(job.state, {"hint": report.status.value, "hint_polls": 0}, "early callback")
+    if obs.trusted:
+        transition = _report_transition(job, report, now, policy, via="callback")
+        if transition is not None and transition.to_state not in TERMINAL:
+            # polling continues until terminal in both modes
+            transition.changes.setdefault("next_poll_at", _next_poll(job, now, policy))
+        return transition
+    # verify mode: the callback only says "look now"; only a claim beyond what we know wakes
+    if job.state == S.SUCCEEDED or rank <= max(confirmed, hint_rank):
+        return None
+    return Transition(
+        job.state,
+        {"hint": report.status.value, "hint_polls": 0, "next_poll_at": now},
+        f"callback claims {report.status.value}: poll now",
+        wake_poller=True,
+    )
+
+
+# --- downloader ------------------------------------------------------------------------------
+
+
+def _artifact_stored(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, ArtifactStored)
+    if job.state != S.SUCCEEDED:
+        return None
+    current = job.artifact(obs.artifact)
+    if current is None or current.state == ArtifactState.STORED:
+        return None
+    stored = replace(
+        current,
+        state=ArtifactState.STORED,
+        path=obs.path,
+        bytes=obs.bytes,
+        sha256=obs.sha256,
+        next_attempt_at=None,
+        last_error=None,
+    )
+    artifacts = tuple(stored if a.name == obs.artifact else a for a in job.artifacts)
+    if all(a.state == ArtifactState.STORED for a in artifacts):
+        return _finish(S.COMPLETED, now, "every artifact stored", artifacts=artifacts, error=None)
+    return Transition(S.SUCCEEDED, {"artifacts": artifacts}, f"stored {obs.artifact}")
+
+
+def _download_failed(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, DownloadFailed)
+    if job.state != S.SUCCEEDED:
+        return None
+    current = job.artifact(obs.artifact)
+    if current is None or current.state == ArtifactState.STORED:
+        return None
+    attempts = current.attempts + 1
+    if obs.reason == DownloadFailure.REFUSED or attempts >= policy.download_max_attempts:
+        return _finish(
+            S.FAILED,
+            now,
+            "download gave up",
+            error=JobError("download", obs.reason.value, f"{obs.artifact}: {obs.message}"),
+        )
+    changes: dict[str, Any] = {}
+    if obs.reason == DownloadFailure.EXPIRED:
+        # wait for a poll to bring a fresh URL; the poll resets next_attempt_at
+        updated = replace(current, attempts=attempts, next_attempt_at=None, last_error=obs.message)
+        changes["next_poll_at"] = now
+        note = f"{obs.artifact}: URL expired, polling for a fresh one"
+    else:
+        delay = backoff(attempts, policy.download_backoff_base_s, policy.download_backoff_max_s)
+        updated = replace(
+            current,
+            attempts=attempts,
+            next_attempt_at=_after(now, delay),
+            last_error=obs.message,
+        )
+        note = f"{obs.artifact}: retry in {delay:.1f}s"
+    changes["artifacts"] = tuple(updated if a.name == obs.artifact else a for a in job.artifacts)
+    return Transition(
+        S.SUCCEEDED, changes, note, wake_poller=obs.reason == DownloadFailure.EXPIRED
+    )
+
+
+# --- clock-driven ----------------------------------------------------------------------------
+
+
+def _deadline(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    if job.state not in (S.PENDING, S.RUNNING) or job.deadline_at is None or now < job.deadline_at:
+        return None
+    return Transition(
+        S.TIMED_OUT,
+        {
+            "finished_at": now,
+            "error": JobError("deadline", None, f"no outcome after {policy.deadline_s:.0f}s"),
+            "next_poll_at": _after(now, policy.late_poll_interval_s),
+            "hint": None,
+        },
+        "deadline passed",
+    )
+
+
+def _uncertain_grace(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    if job.state != S.UNCERTAIN:
+        return None
+    if policy.uncertain_policy == "resubmit":
+        return Transition(S.QUEUED, {"not_before": now}, "policy: resubmit after grace")
+    if policy.uncertain_policy == "fail":
+        return _finish(
+            S.FAILED,
+            now,
+            "policy: fail after grace",
+            error=JobError("submit", None, "submit outcome unknown; failed by policy"),
+        )
+    return None  # hold: the operator decides
+
+
+# --- operator --------------------------------------------------------------------------------
+
+
+def _cancel(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    if job.state in TERMINAL:
+        return None
+    return _finish(S.CANCELLED, now, "cancelled by operator", not_before=None)
+
+
+def _retry(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    if job.state == S.FAILED and job.error is not None and job.error.stage == "download":
+        # the upstream result is paid for: fetch again, do not resubmit
+        artifacts = tuple(
+            a if a.state == ArtifactState.STORED else replace(a, attempts=0, next_attempt_at=None)
+            for a in job.artifacts
+        )
+        return Transition(
+            S.SUCCEEDED,
+            {"artifacts": artifacts, "error": None, "finished_at": None, "next_poll_at": now},
+            "retry downloads with fresh URLs",
+            wake_poller=True,
+        )
+    if job.state not in (S.FAILED, S.CANCELLED, S.TIMED_OUT):
+        return None
+    return Transition(
+        S.QUEUED,
+        {
+            "task_id": None,
+            "result": None,
+            "artifacts": (),
+            "error": None,
+            "finished_at": None,
+            "next_poll_at": None,
+            "deadline_at": None,
+            "not_before": None,
+            "hint": None,
+            "hint_polls": 0,
+            "poll_failures": 0,
+            "upstream_status": None,
+        },
+        "retry: a new attempt",
+    )
+
+
+def _resolve(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+    assert isinstance(obs, ResolveRequested)
+    if job.state != S.UNCERTAIN:
+        return None
+    if obs.action == Resolution.RESUBMIT:
+        return Transition(S.QUEUED, {"not_before": None}, "operator: resubmit")
+    if obs.action == Resolution.FAIL:
+        return _finish(
+            S.FAILED, now, "operator: fail", error=JobError("operator", None, "failed by operator")
+        )
+    if not obs.task_id:
+        return None
+    changes = _accepted_changes(job, obs.task_id, now, policy)
+    changes["next_poll_at"] = now
+    return Transition(S.PENDING, changes, "operator: taskId given", wake_poller=True)
+
+
+_HANDLERS = {
+    SubmitStarted: _submit_started,
+    SubmitAccepted: _submit_accepted,
+    SubmitFailed: _submit_failed,
+    SubmitUnknown: _submit_unknown,
+    SubmitLeaseExpired: _submit_unknown,
+    Polled: _polled,
+    PollFailed: _poll_failed,
+    CallbackReceived: _callback,
+    ArtifactStored: _artifact_stored,
+    DownloadFailed: _download_failed,
+    DeadlinePassed: _deadline,
+    UncertainGraceOver: _uncertain_grace,
+    CancelRequested: _cancel,
+    RetryRequested: _retry,
+    ResolveRequested: _resolve,
+}

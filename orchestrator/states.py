@@ -1,0 +1,77 @@
+"""Job states, the edges between them, and which are terminal.
+
+This module is data only; the rules that pick an edge live in :mod:`orchestrator.machine`.
+docs/states.md draws the same table as a diagram.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class JobState(StrEnum):
+    #: accepted locally, not yet sent to the upstream
+    QUEUED = "queued"
+    #: a worker claimed it; the submit request may be in flight
+    SUBMITTING = "submitting"
+    #: crashed or cut off mid-submit: whether the upstream accepted it is unknown
+    UNCERTAIN = "uncertain"
+    #: the upstream accepted it (taskId known), no progress reported yet
+    PENDING = "pending"
+    #: the upstream reported progress (text or first track ready)
+    RUNNING = "running"
+    #: the upstream confirmed success; result URLs known; files not all stored yet
+    SUCCEEDED = "succeeded"
+    #: every artifact stored and verified on disk
+    COMPLETED = "completed"
+    #: the upstream reported failure, or a final submit or download error
+    FAILED = "failed"
+    #: the deadline passed with no upstream outcome (a late success is still accepted)
+    TIMED_OUT = "timed_out"
+    #: the operator stopped tracking it
+    CANCELLED = "cancelled"
+
+
+S = JobState
+
+#: Every edge the machine may take. A transition to the same state (a scheduling or partial
+#: result update) is always allowed and is not listed.
+EDGES: dict[JobState, frozenset[JobState]] = {
+    S.QUEUED: frozenset({S.SUBMITTING, S.CANCELLED}),
+    S.SUBMITTING: frozenset({S.PENDING, S.FAILED, S.QUEUED, S.UNCERTAIN, S.CANCELLED}),
+    S.UNCERTAIN: frozenset({S.PENDING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.PENDING: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
+    S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
+    S.SUCCEEDED: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.COMPLETED: frozenset(),
+    S.FAILED: frozenset({S.QUEUED}),  # only by the operator's `retry`
+    S.TIMED_OUT: frozenset({S.SUCCEEDED, S.QUEUED, S.CANCELLED}),  # late success; `retry`
+    S.CANCELLED: frozenset({S.QUEUED}),  # only by the operator's `retry`
+}
+
+#: States no upstream observation moves a job out of (operator retry aside).
+TERMINAL: frozenset[JobState] = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED})
+
+#: States where the job has been finished as far as the upstream is concerned.
+FINISHED: frozenset[JobState] = frozenset({S.COMPLETED, S.FAILED, S.CANCELLED, S.TIMED_OUT})
+
+#: States in which a task exists upstream and its detail endpoint is worth polling.
+POLLABLE: frozenset[JobState] = frozenset({S.PENDING, S.RUNNING, S.SUCCEEDED, S.TIMED_OUT})
+
+#: Progress order: a job never moves to a lower rank through an upstream observation.
+RANK: dict[JobState, int] = {
+    S.QUEUED: 0,
+    S.SUBMITTING: 1,
+    S.UNCERTAIN: 1,
+    S.PENDING: 2,
+    S.RUNNING: 3,
+    S.TIMED_OUT: 3,
+    S.SUCCEEDED: 4,
+    S.COMPLETED: 5,
+    S.FAILED: 5,
+    S.CANCELLED: 5,
+}
+
+
+def is_allowed(from_state: JobState, to_state: JobState) -> bool:
+    return from_state == to_state or to_state in EDGES[from_state]

@@ -1,0 +1,141 @@
+"""The store interface, shaped by what the daemon and the operator do.
+
+Contract (every implementation, checked by tests/integration/store/test_store_contract.py
+against SQLite and PostgreSQL):
+
+* Jobs are read as frozen :class:`orchestrator.domain.Job` records, artifacts included.
+* Every change to a job is a compare-and-set on ``Job.version`` written in ONE transaction
+  with its event row (:meth:`Store.apply`). Zero rows matched raises :class:`StaleJob`.
+* Leases give one owner at a time: a claimed job is not handed to another owner until its
+  lease expires or is released. A claim bumps ``version``, so a worker whose lease expired and
+  was taken over loses its next :meth:`Store.apply` (fencing).
+* All datetimes in and out are timezone-aware UTC. ``now`` is always passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from orchestrator.domain import Event, Job, NewEvent, NewJob
+from orchestrator.states import JobState
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Which queue a claim draws from."""
+
+    name: str
+
+
+SUBMIT = Claim("submit")  #: queued jobs whose not_before <= now
+POLL = Claim("poll")  #: jobs in a pollable state whose next_poll_at <= now
+DOWNLOAD = Claim("download")  #: succeeded jobs with a pending artifact whose next_attempt_at <= now
+DEADLINE = Claim("deadline")  #: pending/running jobs whose deadline_at <= now
+STALE_SUBMIT = Claim("stale_submit")  #: submitting jobs whose lease expired (worker died)
+UNCERTAIN = Claim("uncertain")  #: uncertain jobs whose state_since <= now - grace (see claim)
+
+
+class Store(Protocol):
+    def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
+        """Record a job in `queued`, with a `created` event; idempotent by key.
+
+        Returns (job, created). The same key with the same kind and params returns the
+        existing job and ``False``; with a different kind or params raises
+        :class:`JobKeyConflict`. Safe against two concurrent creators of one key.
+        """
+        ...
+
+    def get_job(self, job_id: int) -> Job:
+        """The job by id; :class:`JobNotFound` if there is none."""
+        ...
+
+    def get_job_by_key(self, key: str) -> Job:
+        """The job by key; :class:`JobNotFound` if there is none."""
+        ...
+
+    def list_jobs(
+        self,
+        *,
+        states: Sequence[JobState] | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+    ) -> list[Job]:
+        """Jobs ordered by creation (oldest first), optionally filtered."""
+        ...
+
+    def count_by_state(self) -> dict[JobState, int]:
+        """How many jobs are in each state (states with none are absent)."""
+        ...
+
+    def events(self, job_id: int, *, limit: int | None = None) -> list[Event]:
+        """The job's event log, oldest first (the last ``limit`` when given)."""
+        ...
+
+    def apply(
+        self,
+        job: Job,
+        updated: Job | None,
+        event: NewEvent,
+        now: datetime,
+        *,
+        token_hash: str | None = None,
+        release_owner: str | None = None,
+    ) -> Job:
+        """Write ``event`` and, when ``updated`` is given, the job's new row, in one transaction.
+
+        The job row is written only if its version is still ``job.version`` (compare-and-set),
+        and gets ``job.version + 1``; otherwise :class:`StaleJob` is raised and nothing is
+        written. Artifact rows are made to match ``updated.artifacts`` (upsert by name).
+        ``token_hash`` (with a submit_started transition) is recorded for callback lookup.
+        ``release_owner`` clears the lease if that owner holds it. With ``updated=None`` the
+        event is still appended (a duplicate or stale observation) and the version is still
+        checked and bumped, so an observation cannot slip past a concurrent change. Returns the
+        job as stored.
+        """
+        ...
+
+    def claim(
+        self,
+        which: Claim,
+        owner: str,
+        now: datetime,
+        lease_s: float,
+        limit: int,
+        *,
+        older_than: datetime | None = None,
+    ) -> list[Job]:
+        """Lease up to ``limit`` due jobs of one queue to ``owner`` until now + lease_s.
+
+        Due order: the earliest due time first. Jobs leased to someone else (lease not yet
+        expired) are skipped (PostgreSQL: ``FOR UPDATE SKIP LOCKED``). ``older_than`` is the
+        cut-off for :data:`UNCERTAIN` (state_since <= older_than). Each claimed job's version
+        is bumped.
+        """
+        ...
+
+    def claim_job(self, job_id: int, owner: str, now: datetime, lease_s: float) -> Job | None:
+        """Lease one specific job (a callback woke it), or None if someone else holds it."""
+        ...
+
+    def release(self, job_id: int, owner: str) -> None:
+        """Give up a lease held by ``owner`` (no-op if it is not the holder)."""
+        ...
+
+    def release_all(self, owner: str) -> int:
+        """Give up every lease ``owner`` holds (graceful shutdown). Returns how many."""
+        ...
+
+    def find_by_token(self, token_hash: str) -> Job | None:
+        """The job a callback token hash belongs to (any attempt's token), or None."""
+        ...
+
+    def next_due(self, now: datetime) -> datetime | None:
+        """The earliest time any queue has work (for the scheduler's next wake-up)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
