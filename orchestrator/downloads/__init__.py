@@ -1,0 +1,24 @@
+"""Fetching generated artifacts: SSRF-safe HTTP downloads into caller-chosen files.
+
+* :mod:`.addresses` — which IP addresses may be contacted (:class:`AddressPolicy`);
+* :mod:`.resolver` — host name resolution behind a Protocol (:class:`SystemResolver`);
+* :mod:`.fetcher` — the download itself, pinned, capped, atomic (:class:`Fetcher`);
+* :mod:`.names` — file names from upstream identifiers (:func:`safe_name`).
+"""
+
+from __future__ import annotations
+
+from orchestrator.downloads.addresses import AddressPolicy
+from orchestrator.downloads.fetcher import Fetcher, FetchResult
+from orchestrator.downloads.names import ALLOWED_EXTENSIONS, safe_name
+from orchestrator.downloads.resolver import Resolver, SystemResolver
+
+__all__ = [
+    "ALLOWED_EXTENSIONS",
+    "AddressPolicy",
+    "FetchResult",
+    "Fetcher",
+    "Resolver",
+    "SystemResolver",
+    "safe_name",
+]
