@@ -144,7 +144,9 @@ def artifacts_for(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...
     if kind.family == "mp4":
         if not report.video_url or not report.task_id:
             return None
-        out.append(Artifact(name=safe_name(report.task_id, "mp4"), url=report.video_url, media="video"))
+        out.append(
+            Artifact(name=safe_name(report.task_id, "mp4"), url=report.video_url, media="video")
+        )
         return tuple(out)
     if not report.tracks:
         return None

@@ -115,6 +115,16 @@ def _next_poll(job: Job, now: datetime, policy: Policy) -> datetime:
     return _after(now, policy.poll_interval_s * factor)
 
 
+def _status_rank(value: str | None) -> int:
+    """The rank of a stored upstream status word (job.upstream_status, job.hint); -1 if none."""
+    if value is None:
+        return -1
+    try:
+        return STATUS_RANK[UpstreamStatus(value)]
+    except ValueError:
+        return -1
+
+
 def _finish(to_state: JobState, now: datetime, note: str, **changes: Any) -> Transition:
     changes.setdefault("finished_at", now)
     changes.setdefault("next_poll_at", None)
@@ -163,11 +173,16 @@ def _accepted_changes(job: Job, task_id: str, now: datetime, policy: Policy) -> 
     }
 
 
-def _submit_accepted(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+def _submit_accepted(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
     assert isinstance(obs, SubmitAccepted)
     if job.state in (S.SUBMITTING, S.UNCERTAIN):
         return Transition(
-            S.PENDING, _accepted_changes(job, obs.task_id, now, policy), "upstream accepted"
+            S.PENDING,
+            _accepted_changes(job, obs.task_id, now, policy),
+            "upstream accepted",
+            wake_poller=bool(job.hint),  # an early callback is waiting for its poll
         )
     if job.task_id is None and job.state == S.CANCELLED:
         # cancelled while the submit was in flight: keep the taskId for the record
@@ -180,7 +195,9 @@ def _submit_failed(job: Job, obs: Observation, now: datetime, policy: Policy) ->
     if job.state != S.SUBMITTING:
         return None
     if obs.retryable and job.submit_attempts < policy.submit_max_attempts:
-        delay = backoff(job.submit_attempts, policy.submit_backoff_base_s, policy.submit_backoff_max_s)
+        delay = backoff(
+            job.submit_attempts, policy.submit_backoff_base_s, policy.submit_backoff_max_s
+        )
         if obs.retry_after is not None:
             delay = max(delay, obs.retry_after)
         return Transition(
@@ -200,6 +217,16 @@ def _submit_unknown(job: Job, obs: Observation, now: datetime, policy: Policy) -
     if job.state != S.SUBMITTING:
         return None
     message = obs.message if isinstance(obs, SubmitUnknown) else "worker lost mid-submit"
+    if job.task_id:
+        # An early callback with this attempt's token already proved the upstream accepted it.
+        changes = _accepted_changes(job, job.task_id, now, policy)
+        changes["next_poll_at"] = now
+        return Transition(
+            S.PENDING,
+            changes,
+            f"accepted (proved by an early callback); {message}",
+            wake_poller=True,
+        )
     return Transition(
         S.UNCERTAIN,
         {"error": JobError("submit", None, f"outcome unknown: {message}")},
@@ -219,8 +246,11 @@ def _report_transition(
     if report.task_id and job.task_id and report.task_id != job.task_id:
         return None  # someone else's task: the reconciler records it as suspicious
     confirmed = STATUS_RANK[report.status]
-    hint_rank = STATUS_RANK.get(UpstreamStatus(job.hint), -1) if job.hint else -1
-    base: dict[str, Any] = {"upstream_status": report.status.value}
+    hint_rank = _status_rank(job.hint)
+    # a report behind what is already confirmed (record-info lag, reordering) is stale: it
+    # may reschedule the poll but never moves upstream_status or the result backwards
+    stale = confirmed < _status_rank(job.upstream_status)
+    base: dict[str, Any] = {} if stale else {"upstream_status": report.status.value}
     if job.hint and confirmed >= hint_rank:
         base.update(hint=None, hint_polls=0)
 
@@ -265,7 +295,7 @@ def _report_transition(
     changes = dict(base)
     if job.state == S.PENDING and confirmed >= STATUS_RANK[UpstreamStatus.TEXT_SUCCESS]:
         to_state = S.RUNNING
-    if report.tracks or report.video_url:
+    if (report.tracks or report.video_url) and not stale:
         changes["result"] = report.result_json()  # partial results as they appear
     if job.state == S.TIMED_OUT:
         late_end = (job.deadline_at or now) + timedelta(seconds=policy.late_window_s)
@@ -343,24 +373,32 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
         # The token proves this callback answers our submit: the upstream accepted it.
         changes = _accepted_changes(job, report.task_id, now, policy)
         changes["next_poll_at"] = now
-        return Transition(S.PENDING, changes, "callback resolved uncertain submit", wake_poller=True)
+        return Transition(
+            S.PENDING, changes, "callback resolved uncertain submit", wake_poller=True
+        )
     if job.state in TERMINAL or job.state == S.QUEUED:
         return None
     if report.task_id and job.task_id and report.task_id != job.task_id:
         return None
     rank = STATUS_RANK[report.status]
-    confirmed = (
-        STATUS_RANK.get(UpstreamStatus(job.upstream_status), -1)
-        if job.upstream_status in UpstreamStatus.__members__
-        else -1
-    )
-    hint_rank = STATUS_RANK[UpstreamStatus(job.hint)] if job.hint else -1
+    confirmed = _status_rank(job.upstream_status)
+    hint_rank = _status_rank(job.hint)
     if job.state == S.SUBMITTING:
         # Early callback: the submit answer is not recorded yet. Remember it; poll on accept.
-        if rank <= hint_rank:
+        # Its taskId is kept: the token proves the upstream accepted this attempt, so a lost
+        # submit answer can no longer leave the job uncertain (and risk paying twice).
+        if rank <= hint_rank and (job.task_id or not report.task_id):
             return None
-        return Transition(job.state, {"hint": report.status.value, "hint_polls": 0}, "early callback")
+        changes: dict[str, Any] = {"hint": report.status.value, "hint_polls": 0}
+        if report.task_id and not job.task_id:
+            changes["task_id"] = report.task_id
+        if rank <= hint_rank:
+            changes.pop("hint")
+            changes.pop("hint_polls")
+        return Transition(job.state, changes, "early callback")
     if obs.trusted:
+        if rank <= confirmed and report.status != UpstreamStatus.SUCCESS:
+            return None  # no more than a poll already confirmed: stale or a duplicate
         transition = _report_transition(job, report, now, policy, via="callback")
         if transition is not None and transition.to_state not in TERMINAL:
             # polling continues until terminal in both modes
@@ -380,7 +418,9 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
 # --- downloader ------------------------------------------------------------------------------
 
 
-def _artifact_stored(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+def _artifact_stored(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
     assert isinstance(obs, ArtifactStored)
     if job.state != S.SUCCEEDED:
         return None
@@ -402,7 +442,9 @@ def _artifact_stored(job: Job, obs: Observation, now: datetime, policy: Policy) 
     return Transition(S.SUCCEEDED, {"artifacts": artifacts}, f"stored {obs.artifact}")
 
 
-def _download_failed(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+def _download_failed(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
     assert isinstance(obs, DownloadFailed)
     if job.state != S.SUCCEEDED:
         return None
@@ -433,9 +475,7 @@ def _download_failed(job: Job, obs: Observation, now: datetime, policy: Policy) 
         )
         note = f"{obs.artifact}: retry in {delay:.1f}s"
     changes["artifacts"] = tuple(updated if a.name == obs.artifact else a for a in job.artifacts)
-    return Transition(
-        S.SUCCEEDED, changes, note, wake_poller=obs.reason == DownloadFailure.EXPIRED
-    )
+    return Transition(S.SUCCEEDED, changes, note, wake_poller=obs.reason == DownloadFailure.EXPIRED)
 
 
 # --- clock-driven ----------------------------------------------------------------------------
@@ -456,7 +496,9 @@ def _deadline(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
     )
 
 
-def _uncertain_grace(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
+def _uncertain_grace(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
     if job.state != S.UNCERTAIN:
         return None
     if policy.uncertain_policy == "resubmit":
@@ -499,6 +541,7 @@ def _retry(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transit
         S.QUEUED,
         {
             "task_id": None,
+            "submit_attempts": 0,
             "result": None,
             "artifacts": (),
             "error": None,

@@ -44,7 +44,7 @@ EDGES: dict[JobState, frozenset[JobState]] = {
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     S.SUCCEEDED: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
-    S.FAILED: frozenset({S.QUEUED}),  # only by the operator's `retry`
+    S.FAILED: frozenset({S.QUEUED, S.SUCCEEDED}),  # `retry` (after a download failure: fetch again)
     S.TIMED_OUT: frozenset({S.SUCCEEDED, S.QUEUED, S.CANCELLED}),  # late success; `retry`
     S.CANCELLED: frozenset({S.QUEUED}),  # only by the operator's `retry`
 }

@@ -1,0 +1,113 @@
+"""A small Python API for scripts: submit, get, list, wait (and the operator actions).
+
+    from orchestrator.api import Orchestrator
+
+    with Orchestrator("config.toml") as orc:
+        job = orc.submit("generate_music", {"customMode": False, "instrumental": True,
+                                            "model": "V4_5", "prompt": "rain on a tin roof"})
+        done = orc.wait(job.key, timeout=600)
+        print(done.state, [a.path for a in done.artifacts])
+
+It writes to the same database as the daemon; the daemon (``orchestrator run``) does the work.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from orchestrator.config import Settings, load_settings
+from orchestrator.domain import Job
+from orchestrator.observations import Resolution
+from orchestrator.service import JobDetail, JobService
+from orchestrator.states import FINISHED, JobState
+from orchestrator.stores import open_store
+from orchestrator.stores.base import Store
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        config: str | Path | None = None,
+        *,
+        settings: Settings | None = None,
+        store: Store | None = None,
+    ) -> None:
+        self.settings = settings or load_settings(config)
+        self._own_store = store is None
+        self.store = store or open_store(self.settings.database_url)
+        self.service = JobService(
+            self.store, provider=self.settings.provider.profile, policy=self.settings.policy()
+        )
+
+    def submit(
+        self, kind: str, params: Mapping[str, Any] | None = None, *, key: str | None = None
+    ) -> Job:
+        """Record a job (idempotent by key) and return it."""
+        job, _created = self.service.submit(kind, params or {}, key)
+        return job
+
+    def get(self, key: str) -> Job:
+        return self.service.get(key)
+
+    def detail(self, key: str) -> JobDetail:
+        return self.service.detail(key)
+
+    def list(self, *, state: str | JobState | None = None, kind: str | None = None) -> list[Job]:
+        states = [JobState(state)] if state else None
+        return self.service.list(states=states, kind=kind)
+
+    def wait(
+        self,
+        key: str,
+        *,
+        timeout: float | None = None,
+        interval: float = 0.5,
+        until: frozenset[JobState] = FINISHED,
+        on_change: Callable[[Job], None] | None = None,
+    ) -> Job:
+        """Block until the job is in one of ``until`` (finished, by default); returns it.
+
+        Raises TimeoutError after ``timeout`` seconds. ``on_change`` sees every new state.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last: tuple[JobState, str | None, int] | None = None
+        while True:
+            job = self.service.get(key)
+            seen = (job.state, job.upstream_status, sum(a.bytes is not None for a in job.artifacts))
+            if seen != last:
+                last = seen
+                if on_change is not None:
+                    on_change(job)
+            if job.state in until:
+                return job
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"job {key!r} is still {job.state.value} after {timeout}s")
+            time.sleep(interval)
+
+    def cancel(self, key: str) -> Job:
+        return self.service.cancel(key)
+
+    def retry(self, key: str) -> Job:
+        return self.service.retry(key)
+
+    def resolve(self, key: str, action: str, task_id: str | None = None) -> Job:
+        return self.service.resolve(key, Resolution(action), task_id)
+
+    def close(self) -> None:
+        if self._own_store:
+            self.store.close()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

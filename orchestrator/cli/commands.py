@@ -1,0 +1,103 @@
+"""The CLI's commands: thin wrappers over :class:`orchestrator.api.Orchestrator`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from orchestrator.api import Orchestrator
+from orchestrator.cli import render
+from orchestrator.config import load_settings
+from orchestrator.domain import Job
+from orchestrator.observations import Resolution
+from orchestrator.states import JobState
+
+
+def _client(args: argparse.Namespace) -> Orchestrator:
+    return Orchestrator(args.config)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from orchestrator.daemon.runner import Daemon
+    from orchestrator.logs import configure
+
+    settings = load_settings(args.config)
+    configure(settings.logging.level, settings.logging.format)
+    return Daemon(settings).run_forever()
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orchestrator.cli.main import _params
+
+    with _client(args) as orc:
+        job = orc.submit(args.kind, _params(args), key=args.key)
+        if not args.wait:
+            if args.json:
+                print(json.dumps(job.to_json(), indent=2))
+            else:
+                print(job.key)
+            return 0
+        print(job.key, file=sys.stderr if args.json else sys.stdout, flush=True)
+
+        def progress(j: Job) -> None:
+            render.progress_line(j, sys.stderr)
+
+        try:
+            done = orc.wait(job.key, timeout=args.timeout, on_change=progress)
+        except TimeoutError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(done.to_json(), indent=2))
+        return 0 if done.state == JobState.COMPLETED else 1
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as orc:
+        jobs = orc.list(state=args.state, kind=args.kind)
+    if args.json:
+        print(json.dumps([j.to_json() for j in jobs], indent=2))
+    else:
+        render.status_table(jobs)
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    with _client(args) as orc:
+        detail = orc.detail(args.key)
+    if args.json:
+        body = detail.job.to_json()
+        body["why"] = detail.why
+        body["events"] = [render.event_json(e) for e in detail.events]
+        print(json.dumps(body, indent=2))
+    else:
+        render.show(detail)
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as orc:
+        job = orc.cancel(args.key)
+    print(f"{job.key}: {job.state.value}")
+    return 0
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    with _client(args) as orc:
+        job = orc.retry(args.key)
+    print(f"{job.key}: {job.state.value}")
+    return 0
+
+
+def cmd_resolve(args: argparse.Namespace) -> int:
+    if args.resubmit:
+        action = Resolution.RESUBMIT
+    elif args.fail:
+        action = Resolution.FAIL
+    else:
+        action = Resolution.TASK_ID
+    with _client(args) as orc:
+        job = orc.resolve(args.key, action.value, args.task_id)
+    print(f"{job.key}: {job.state.value}")
+    return 0

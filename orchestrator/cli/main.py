@@ -1,0 +1,163 @@
+"""`orchestrator [--config PATH] COMMAND`: the command line.
+
+Exit codes: 0 success; 1 the thing asked for did not happen (a job failed, `--wait` ended in
+another state); 2 a user mistake (bad config, unknown key, bad params) with a one-line error
+and no traceback; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from orchestrator import __version__
+from orchestrator.exceptions import (
+    ConfigError,
+    InvalidTransition,
+    OrchestratorError,
+    StoreError,
+    UsageError,
+)
+from orchestrator.states import JobState
+
+
+def _parse_param(text: str) -> tuple[str, Any]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise UsageError(f"--param takes NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.params:
+        try:
+            loaded = json.loads(args.params)
+        except ValueError as exc:
+            raise UsageError(f"--params is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise UsageError("--params must be a JSON object")
+        params.update(loaded)
+    for item in args.param or []:
+        name, value = _parse_param(item)
+        params[name] = value
+    return params
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="orchestrator",
+        description="Submit, track, poll and download jobs of a slow, paid generation API.",
+    )
+    parser.add_argument(
+        "--config", type=Path, help="config file (default: $ORCHESTRATOR_CONFIG or ./config.toml)"
+    )
+    parser.add_argument("--version", action="version", version=f"orchestrator {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="the daemon, in the foreground (stops cleanly on SIGTERM/SIGINT)")
+
+    p = sub.add_parser("submit", help="record a job and print its key")
+    p.add_argument("kind", help="generate_music | replace_section | music_video")
+    p.add_argument(
+        "--param",
+        action="append",
+        metavar="NAME=VALUE",
+        help="a param (VALUE as JSON if it parses)",
+    )
+    p.add_argument("--params", metavar="JSON", help="params as a JSON object")
+    p.add_argument("--key", help="the job's key (default: generated)")
+    p.add_argument("--wait", action="store_true", help="follow the job until it finishes")
+    p.add_argument(
+        "--timeout", type=float, default=None, help="with --wait: give up after N seconds"
+    )
+    p.add_argument("--json", action="store_true", help="print the job as JSON")
+
+    p = sub.add_parser("status", help="every job, as a table or JSON")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--state", choices=[s.value for s in JobState])
+    p.add_argument("--kind")
+
+    p = sub.add_parser("show", help="one job with its event timeline")
+    p.add_argument("key")
+    p.add_argument("--json", action="store_true")
+
+    for name, text in (
+        ("cancel", "stop tracking a job"),
+        ("retry", "a new attempt for a failed, cancelled or timed-out job"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("key")
+
+    p = sub.add_parser("resolve", help="decide an uncertain job")
+    p.add_argument("key")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--resubmit", action="store_true", help="submit it again (may pay twice)")
+    group.add_argument("--fail", action="store_true", help="mark it failed")
+    group.add_argument("--task-id", metavar="ID", help="the upstream accepted it as this taskId")
+
+    p = sub.add_parser("sandbox", help="the local imitation of the upstream API")
+    from orchestrator.sandbox.cli import add_arguments as sandbox_arguments
+
+    sandbox_arguments(p)
+
+    p = sub.add_parser("demo", help="sandbox + daemon + sample jobs, end to end")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=None,
+        help="where to keep the demo's database and files (default: ./var/demo)",
+    )
+    p.add_argument(
+        "--time-scale", type=float, default=0.15, help="sandbox speed (smaller is faster)"
+    )
+    p.add_argument("--no-callbacks", action="store_true", help="drop every callback: polling only")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (ConfigError, UsageError, InvalidTransition) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except StoreError as exc:
+        print(f"error: the database failed: {exc}", file=sys.stderr)
+        return 1
+    except OrchestratorError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from orchestrator.cli import commands
+
+    if args.command == "sandbox":
+        from orchestrator.sandbox.cli import run as run_sandbox
+
+        code: int = run_sandbox(args)
+        return code
+    if args.command == "demo":
+        from orchestrator.demo import run_demo
+
+        demo_code: int = run_demo(args)
+        return demo_code
+    handler = getattr(commands, f"cmd_{args.command}")
+    result: int = handler(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,397 @@
+"""Configuration: ``config.toml`` parsed and validated into frozen settings.
+
+The file is optional: without one, the embedded defaults run against SQLite under ``./var``
+and the local sandbox. Relative paths are relative to the config file (or the current
+directory without one). Unknown sections or keys are errors, so a typo never silently falls
+back to a default. Secrets never live in the file: ``api_key_env`` names the variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from orchestrator.exceptions import ConfigError
+from orchestrator.machine import Policy
+
+DEFAULT_CONFIG_NAME = "config.toml"
+SANDBOX_KEY = "sandbox-key"
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    url: str = "sqlite:///var/orchestrator.db"
+    artifacts_dir: Path = Path("var/artifacts")
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    profile: str = "sunoapi"
+    base_url: str = "http://127.0.0.1:8900"
+    api_key_env: str = "SUNO_API_KEY"
+    timeout_s: float = 30.0
+    #: submits allowed per window per account (the upstream rejects the excess)
+    submit_rate: int = 20
+    submit_window_s: float = 10.0
+    #: detail queries per second across all tasks (0 = unlimited)
+    poll_rate_per_s: float = 50.0
+    #: consecutive transient upstream failures that open the circuit breaker
+    breaker_threshold: int = 5
+    breaker_cooldown_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class PollingSettings:
+    interval_s: float = 30.0
+    jitter: float = 0.1
+    deadline_s: float = 1800.0
+    #: the scheduler's tick: how often due work is looked for (callbacks wake it at once)
+    tick_s: float = 1.0
+    concurrency: int = 8
+    batch: int = 200
+    confirm_delay_s: float = 2.0
+    backoff_base_s: float = 5.0
+    backoff_max_s: float = 600.0
+    late_poll_interval_s: float = 300.0
+    late_window_s: float = 86400.0
+
+
+@dataclass(frozen=True)
+class SubmitSettings:
+    max_attempts: int = 8
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    #: what to do with a job whose submit outcome is unknown: hold | resubmit | fail
+    uncertain_policy: str = "hold"
+    uncertain_grace_s: float = 900.0
+
+
+@dataclass(frozen=True)
+class DownloadSettings:
+    allowed_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    max_bytes: int = 512 * 1024 * 1024
+    timeout_s: float = 300.0
+    max_redirects: int = 5
+    max_attempts: int = 6
+    backoff_base_s: float = 2.0
+    backoff_max_s: float = 300.0
+    concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class CallbackSettings:
+    enabled: bool = True
+    listen: str = "127.0.0.1:8787"
+    public_url: str = "http://127.0.0.1:8787"
+    mode: str = "verify"
+    threads: int = 8
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    lease_s: float = 60.0
+    #: graceful shutdown: how long in-flight work may take before leases are released
+    shutdown_grace_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "info"
+    #: json | console
+    format: str = "json"
+
+
+@dataclass(frozen=True)
+class JobEntry:
+    key: str
+    kind: str
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings = field(default_factory=StorageSettings)
+    provider: ProviderSettings = field(default_factory=ProviderSettings)
+    polling: PollingSettings = field(default_factory=PollingSettings)
+    submit: SubmitSettings = field(default_factory=SubmitSettings)
+    downloads: DownloadSettings = field(default_factory=DownloadSettings)
+    callbacks: CallbackSettings = field(default_factory=CallbackSettings)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    jobs: tuple[JobEntry, ...] = ()
+    #: where relative paths are resolved from
+    base_dir: Path = field(default_factory=Path.cwd)
+    source: Path | None = None
+
+    @property
+    def database_url(self) -> str:
+        return resolve_db_url(self.storage.url, self.base_dir)
+
+    @property
+    def artifacts_path(self) -> Path:
+        path = self.storage.artifacts_dir
+        return path if path.is_absolute() else self.base_dir / path
+
+    def policy(self) -> Policy:
+        p, s, d = self.polling, self.submit, self.downloads
+        return Policy(
+            poll_interval_s=p.interval_s,
+            poll_jitter=p.jitter,
+            deadline_s=p.deadline_s,
+            poll_backoff_base_s=p.backoff_base_s,
+            poll_backoff_max_s=p.backoff_max_s,
+            confirm_delay_s=p.confirm_delay_s,
+            submit_max_attempts=s.max_attempts,
+            submit_backoff_base_s=s.backoff_base_s,
+            submit_backoff_max_s=s.backoff_max_s,
+            download_max_attempts=d.max_attempts,
+            download_backoff_base_s=d.backoff_base_s,
+            download_backoff_max_s=d.backoff_max_s,
+            late_poll_interval_s=p.late_poll_interval_s,
+            late_window_s=p.late_window_s,
+            uncertain_policy=s.uncertain_policy,
+            uncertain_grace_s=s.uncertain_grace_s,
+        )
+
+    def api_key(self) -> str:
+        """The upstream API key, from the environment only.
+
+        Against a loopback base URL (the sandbox) a missing variable falls back to the
+        sandbox's default key, so the embedded defaults run with nothing set.
+        """
+        value = os.environ.get(self.provider.api_key_env, "").strip()
+        if value:
+            return value
+        host = urlsplit(self.provider.base_url).hostname or ""
+        if _is_loopback(host):
+            return SANDBOX_KEY
+        raise ConfigError(
+            f"the API key is missing: set the environment variable {self.provider.api_key_env}"
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_db_url(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite path absolute against ``base_dir``."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith("sqlite:////"):
+        rel = url[len(prefix) :]
+        if rel and rel != ":memory:" and not rel.startswith("file:"):
+            return prefix + str((base_dir / rel).resolve())
+    return url
+
+
+_SECTIONS: dict[str, type] = {
+    "storage": StorageSettings,
+    "provider": ProviderSettings,
+    "polling": PollingSettings,
+    "submit": SubmitSettings,
+    "downloads": DownloadSettings,
+    "callbacks": CallbackSettings,
+    "daemon": DaemonSettings,
+    "logging": LoggingSettings,
+}
+
+
+def default_config_path() -> Path:
+    return Path(os.environ.get("ORCHESTRATOR_CONFIG") or DEFAULT_CONFIG_NAME)
+
+
+def load_settings(path: Path | str | None = None) -> Settings:
+    """Load and validate settings.
+
+    ``path`` None means ``$ORCHESTRATOR_CONFIG`` or ``./config.toml``; a missing default file
+    gives the embedded defaults, a missing explicit one is an error.
+    """
+    explicit = path is not None or bool(os.environ.get("ORCHESTRATOR_CONFIG"))
+    config_path = Path(path) if path is not None else default_config_path()
+    if not config_path.exists():
+        if explicit:
+            raise ConfigError(f"config file not found: {config_path}")
+        return Settings(base_dir=Path.cwd())
+    try:
+        with config_path.open("rb") as fh:
+            raw = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from exc
+    return parse_settings(raw, base_dir=config_path.resolve().parent, source=config_path)
+
+
+def parse_settings(
+    raw: Mapping[str, Any], *, base_dir: Path, source: Path | None = None
+) -> Settings:
+    where = str(source) if source else "config"
+    unknown = set(raw) - set(_SECTIONS) - {"jobs"}
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown section(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted([*_SECTIONS, 'jobs']))}"
+        )
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        value = raw.get(name, {})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: [{name}] must be a table")
+        sections[name] = _build(cls, value, f"{where} [{name}]")
+    jobs = _parse_jobs(raw.get("jobs", []), where)
+    settings = Settings(**sections, jobs=jobs, base_dir=base_dir, source=source)
+    _validate(settings, where)
+    return settings
+
+
+def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(values) - set(known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(unknown))}; known: {', '.join(known)}"
+        )
+    defaults = cls()
+    kwargs: dict[str, Any] = {}
+    for name, value in values.items():
+        default = getattr(defaults, name)
+        kwargs[name] = _coerce(value, default, f"{where} {name}")
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: must be true or false, got {value!r}")
+        return value
+    if isinstance(default, int) and not isinstance(default, bool):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: must be a whole number, got {value!r}")
+        return value
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: must be a number, got {value!r}")
+        return float(value)
+    if isinstance(default, Path):
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{where}: must be a path string, got {value!r}")
+        return Path(value)
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: must be a list of strings, got {value!r}")
+        return tuple(value)
+    if isinstance(default, str):
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: must be a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported value {value!r}")  # pragma: no cover
+
+
+def _parse_jobs(raw_jobs: Any, where: str) -> tuple[JobEntry, ...]:
+    from orchestrator.exceptions import InvalidParams
+    from orchestrator.kinds import validate_params
+
+    if not isinstance(raw_jobs, list):
+        raise ConfigError(f"{where}: jobs must be an array of tables ([[jobs]])")
+    entries: list[JobEntry] = []
+    seen: set[str] = set()
+    for index, item in enumerate(raw_jobs, start=1):
+        label = f"{where} [[jobs]] #{index}"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{label}: must be a table")
+        unknown = set(item) - {"key", "kind", "params"}
+        if unknown:
+            raise ConfigError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}")
+        key, kind, params = item.get("key"), item.get("kind"), item.get("params", {})
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"{label}: key must be a non-empty string")
+        validate_job_key(key, label)
+        if key in seen:
+            raise ConfigError(f"{label}: duplicate key {key!r}")
+        seen.add(key)
+        if not isinstance(kind, str):
+            raise ConfigError(f"{label} ({key}): kind must be a string")
+        if not isinstance(params, Mapping):
+            raise ConfigError(f"{label} ({key}): params must be a table")
+        try:
+            validate_params(kind, params)
+        except InvalidParams as exc:
+            raise ConfigError(f"{label} ({key}): {exc}") from exc
+        entries.append(JobEntry(key=key, kind=kind, params=dict(params)))
+    return tuple(entries)
+
+
+def validate_job_key(key: str, where: str = "job key") -> None:
+    """Keys name a folder under artifacts_dir: keep them to a safe alphabet."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", key):
+        raise ConfigError(
+            f"{where}: key {key!r} must be 1-128 characters of letters, digits, '.', '_', '-' "
+            "and start with a letter or digit"
+        )
+
+
+def _validate(s: Settings, where: str) -> None:
+    from orchestrator.downloads.addresses import AddressPolicy
+
+    if s.provider.profile not in ("sunoapi", "kie"):
+        raise ConfigError(f"{where} [provider] profile: must be sunoapi or kie")
+    if urlsplit(s.provider.base_url).scheme not in ("http", "https"):
+        raise ConfigError(f"{where} [provider] base_url: must be an http(s) URL")
+    if s.callbacks.mode not in ("verify", "trust"):
+        raise ConfigError(f"{where} [callbacks] mode: must be verify or trust")
+    if s.submit.uncertain_policy not in ("hold", "resubmit", "fail"):
+        raise ConfigError(f"{where} [submit] uncertain_policy: must be hold, resubmit or fail")
+    if urlsplit(s.callbacks.public_url).scheme not in ("http", "https"):
+        raise ConfigError(f"{where} [callbacks] public_url: must be an http(s) URL")
+    parse_listen(s.callbacks.listen, f"{where} [callbacks] listen")
+    if s.logging.format not in ("json", "console"):
+        raise ConfigError(f"{where} [logging] format: must be json or console")
+    if s.logging.level.lower() not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"{where} [logging] level: must be debug, info, warning or error")
+    for name, value in (
+        ("[polling] interval_s", s.polling.interval_s),
+        ("[polling] deadline_s", s.polling.deadline_s),
+        ("[polling] tick_s", s.polling.tick_s),
+        ("[daemon] lease_s", s.daemon.lease_s),
+        ("[provider] timeout_s", s.provider.timeout_s),
+    ):
+        if value <= 0:
+            raise ConfigError(f"{where} {name}: must be greater than 0")
+    if not 0 <= s.polling.jitter < 1:
+        raise ConfigError(f"{where} [polling] jitter: must be in [0, 1)")
+    for name, count in (
+        ("[polling] concurrency", s.polling.concurrency),
+        ("[downloads] concurrency", s.downloads.concurrency),
+        ("[callbacks] threads", s.callbacks.threads),
+        ("[provider] submit_rate", s.provider.submit_rate),
+    ):
+        if count < 1:
+            raise ConfigError(f"{where} {name}: must be at least 1")
+    try:
+        AddressPolicy(s.downloads.allowed_networks)
+    except ValueError as exc:
+        raise ConfigError(f"{where} [downloads] allowed_networks: {exc}") from exc
+    if not s.storage.url.startswith(("sqlite:", "postgresql")):
+        raise ConfigError(f"{where} [storage] url: must be a sqlite:/// or postgresql URL")
+
+
+def parse_listen(value: str, where: str = "listen") -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(f"{where}: must be HOST:PORT, got {value!r}")
+    return host, int(port)

@@ -1,0 +1,1 @@
+"""The daemon's loops: submitter, poller, downloader, sweeper, and the runner that ticks them."""

@@ -1,0 +1,159 @@
+"""The downloader: streams every artifact of succeeded jobs to disk and verifies it.
+
+Files go to ``artifacts_dir/<job key>/<name>`` (the name derived from sanitised upstream ids
+only) through the SSRF-safe :class:`orchestrator.downloads.Fetcher`: temp file, sha256 while
+writing, fsync, atomic rename. An expired URL (403/404) asks the poller for a fresh one.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from orchestrator import faultpoints
+from orchestrator.domain import Artifact, ArtifactState, Job
+from orchestrator.downloads import Fetcher
+from orchestrator.exceptions import DownloadExpired, DownloadRefused, DownloadTransient
+from orchestrator.logs import get_logger
+from orchestrator.observations import ArtifactStored, DownloadFailed, DownloadFailure
+from orchestrator.reconciler import Reconciler
+from orchestrator.states import JobState
+from orchestrator.stores.base import DOWNLOAD, Store
+
+log = get_logger("orchestrator.downloader")
+
+ALLOWED_TYPES: dict[str, tuple[str, ...]] = {
+    "audio": ("audio/*", "application/octet-stream"),
+    "image": ("image/*", "application/octet-stream"),
+    "video": ("video/*", "application/octet-stream"),
+}
+
+
+class Downloader:
+    def __init__(
+        self,
+        store: Store,
+        reconciler: Reconciler,
+        fetcher: Fetcher,
+        *,
+        artifacts_dir: Path,
+        owner: str,
+        executor: ThreadPoolExecutor,
+        concurrency: int,
+        lease_s: float,
+        clock: Callable[[], datetime],
+        stop: threading.Event,
+    ) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.fetcher = fetcher
+        self.artifacts_dir = artifacts_dir
+        self.owner = owner
+        self.executor = executor
+        self.concurrency = concurrency
+        self.lease_s = lease_s
+        self.clock = clock
+        self.stop = stop
+        self._inflight: set[int] = set()
+        self._lock = threading.Lock()
+
+    def tick(self) -> int:
+        if self.stop.is_set():
+            return 0
+        with self._lock:
+            room = self.concurrency * 2 - len(self._inflight)
+        if room <= 0:
+            return 0
+        jobs = self.store.claim(DOWNLOAD, self.owner, self.clock(), self.lease_s, room)
+        for job in jobs:
+            with self._lock:
+                self._inflight.add(job.id)
+            try:
+                self.executor.submit(self._run, job)
+            except RuntimeError:
+                with self._lock:
+                    self._inflight.discard(job.id)
+                self.store.release(job.id, self.owner)
+        return len(jobs)
+
+    def download_soon(self, job_id: int) -> None:
+        """A job just succeeded: start its downloads now rather than at the next tick."""
+        if self.stop.is_set():
+            return
+        with self._lock:
+            if job_id in self._inflight:
+                return
+            self._inflight.add(job_id)
+        try:
+            self.executor.submit(self._claim_and_run, job_id)
+        except RuntimeError:
+            with self._lock:
+                self._inflight.discard(job_id)
+
+    def _claim_and_run(self, job_id: int) -> None:
+        try:
+            job = self.store.claim_job(job_id, self.owner, self.clock(), self.lease_s)
+            if job is not None:
+                self.download_job(job)
+        except Exception:
+            log.exception("download_crashed", job_id=job_id)
+        finally:
+            with self._lock:
+                self._inflight.discard(job_id)
+
+    def _run(self, job: Job) -> None:
+        try:
+            self.download_job(job)
+        except Exception:
+            log.exception("download_crashed", key=job.key)
+            self.store.release(job.id, self.owner)
+        finally:
+            with self._lock:
+                self._inflight.discard(job.id)
+
+    def download_job(self, job: Job) -> Job:
+        """Fetch every due artifact of one claimed job, one after the other."""
+        now = self.clock()
+        due = [
+            a
+            for a in job.artifacts
+            if a.state == ArtifactState.PENDING
+            and a.next_attempt_at is not None
+            and a.next_attempt_at <= now
+        ]
+        for artifact in due:
+            if self.stop.is_set() or job.state != JobState.SUCCEEDED:
+                break
+            job = self._download(job, artifact)
+        self.store.release(job.id, self.owner)
+        return job
+
+    def _download(self, job: Job, artifact: Artifact) -> Job:
+        dest = self.artifacts_dir / job.key / artifact.name
+        try:
+            result = self.fetcher.fetch(
+                artifact.url, dest, allowed_types=ALLOWED_TYPES[artifact.media]
+            )
+        except DownloadExpired as exc:
+            reason, message = DownloadFailure.EXPIRED, str(exc)
+        except DownloadRefused as exc:
+            reason, message = DownloadFailure.REFUSED, str(exc)
+        except DownloadTransient as exc:
+            reason, message = DownloadFailure.TRANSIENT, str(exc)
+        else:
+            faultpoints.reach("download.after_rename")
+            log.info("artifact_stored", key=job.key, artifact=artifact.name, bytes=result.bytes)
+            observed = ArtifactStored(artifact.name, str(result.path), result.bytes, result.sha256)
+            return self.reconciler.observe(job, observed, self.clock()).job
+        log.info(
+            "download_failed",
+            key=job.key,
+            artifact=artifact.name,
+            reason=reason.value,
+            error=message,
+        )
+        failed = DownloadFailed(artifact.name, reason, message)
+        return self.reconciler.observe(job, failed, self.clock()).job

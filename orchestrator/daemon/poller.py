@@ -1,0 +1,145 @@
+"""The poller: asks the detail endpoint about due jobs, concurrently, through one pooled client.
+
+Due jobs come from the store's indexed ``next_poll_at`` (a lease makes each poll single-owner).
+A callback wakes a job through :meth:`Poller.poll_soon`: it is claimed and polled at once on
+the pool instead of waiting for the next tick, so the verified answer lands within one
+upstream round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from orchestrator import faultpoints
+from orchestrator.daemon.breaker import CircuitBreaker
+from orchestrator.daemon.ratelimit import TokenBucket
+from orchestrator.domain import Job
+from orchestrator.exceptions import UpstreamError, UpstreamRateLimited, UpstreamTransient
+from orchestrator.logs import get_logger
+from orchestrator.observations import Polled, PollFailed
+from orchestrator.providers.base import Provider
+from orchestrator.reconciler import Reconciler
+from orchestrator.stores.base import POLL, Store
+
+log = get_logger("orchestrator.poller")
+
+
+class Poller:
+    def __init__(
+        self,
+        store: Store,
+        reconciler: Reconciler,
+        provider: Provider,
+        *,
+        owner: str,
+        executor: ThreadPoolExecutor,
+        concurrency: int,
+        bucket: TokenBucket,
+        breaker: CircuitBreaker,
+        lease_s: float,
+        clock: Callable[[], datetime],
+        stop: threading.Event,
+        batch: int = 200,
+    ) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.provider = provider
+        self.owner = owner
+        self.executor = executor
+        self.concurrency = concurrency
+        self.bucket = bucket
+        self.breaker = breaker
+        self.lease_s = lease_s
+        self.clock = clock
+        self.stop = stop
+        self.batch = batch
+        self._inflight: set[int] = set()
+        self._lock = threading.Lock()
+
+    def tick(self) -> int:
+        """Claim due jobs up to the free capacity and hand them to the pool."""
+        if self.stop.is_set() or not self.breaker.allow():
+            return 0
+        with self._lock:
+            room = min(self.batch, self.concurrency * 4 - len(self._inflight))
+        if room <= 0:
+            return 0
+        jobs = self.store.claim(POLL, self.owner, self.clock(), self.lease_s, room)
+        for job in jobs:
+            self._dispatch(job)
+        return len(jobs)
+
+    def poll_soon(self, job_id: int) -> None:
+        """A callback says this job moved: poll it now (on the pool, not the caller's thread)."""
+        if self.stop.is_set():
+            return
+        with self._lock:
+            if job_id in self._inflight:
+                return
+            self._inflight.add(job_id)
+        try:
+            self.executor.submit(self._claim_and_poll, job_id)
+        except RuntimeError:  # the pool is shutting down
+            with self._lock:
+                self._inflight.discard(job_id)
+
+    def _claim_and_poll(self, job_id: int) -> None:
+        try:
+            job = self.store.claim_job(job_id, self.owner, self.clock(), self.lease_s)
+            if job is None or job.task_id is None or job.next_poll_at is None:
+                if job is not None:
+                    self.store.release(job.id, self.owner)
+                return
+            self._poll(job)
+        except Exception:
+            log.exception("poll_crashed", job_id=job_id)
+        finally:
+            with self._lock:
+                self._inflight.discard(job_id)
+
+    def _dispatch(self, job: Job) -> None:
+        with self._lock:
+            if job.id in self._inflight:
+                self.store.release(job.id, self.owner)
+                return
+            self._inflight.add(job.id)
+        try:
+            self.executor.submit(self._run, job)
+        except RuntimeError:
+            with self._lock:
+                self._inflight.discard(job.id)
+            self.store.release(job.id, self.owner)
+
+    def _run(self, job: Job) -> None:
+        try:
+            self._poll(job)
+        except Exception:
+            log.exception("poll_crashed", key=job.key)
+        finally:
+            with self._lock:
+                self._inflight.discard(job.id)
+
+    def _poll(self, job: Job) -> None:
+        if job.task_id is None or not self.bucket.acquire(self.stop):
+            self.store.release(job.id, self.owner)
+            return
+        try:
+            report = self.provider.fetch(job.kind, job.task_id)
+        except UpstreamError as exc:
+            if isinstance(exc, UpstreamTransient) and not isinstance(exc, UpstreamRateLimited):
+                self.breaker.failure()
+            retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
+            log.info("poll_failed", key=job.key, code=exc.code, error=exc.message)
+            self.reconciler.observe(
+                job,
+                PollFailed(exc.message, exc.code, retry_after),
+                self.clock(),
+                release_owner=self.owner,
+            )
+            return
+        self.breaker.success()
+        faultpoints.reach("poll.before_record")
+        self.reconciler.observe(job, Polled(report), self.clock(), release_owner=self.owner)

@@ -1,0 +1,82 @@
+"""Client-side rate limits, one per provider account.
+
+The upstream rejects (does not queue) submits beyond 20 per 10 s, so the submitter never sends
+one that the window would refuse: a sliding window, thread-safe. Detail queries go through a
+token bucket so a burst of due polls cannot exceed the configured rate.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+
+class SlidingWindow:
+    """At most ``limit`` acquisitions in any ``window_s`` seconds."""
+
+    def __init__(
+        self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._times: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def try_acquire(self) -> float:
+        """Take a slot and return 0, or return how many seconds until one frees up."""
+        with self._lock:
+            now = self._clock()
+            while self._times and self._times[0] <= now - self.window_s:
+                self._times.popleft()
+            if len(self._times) < self.limit:
+                self._times.append(now)
+                return 0.0
+            return self._times[0] + self.window_s - now
+
+    def penalize(self, seconds: float) -> None:
+        """The upstream said "slow down": fill the window so nothing goes out for a while."""
+        with self._lock:
+            until = self._clock() + seconds - self.window_s
+            self._times = deque([until] * self.limit)
+
+    def available(self) -> int:
+        with self._lock:
+            now = self._clock()
+            used = sum(1 for t in self._times if t > now - self.window_s)
+            return max(0, self.limit - used)
+
+
+class TokenBucket:
+    """``rate`` tokens per second, bursts up to ``burst``. ``rate <= 0`` means unlimited."""
+
+    def __init__(
+        self, rate: float, burst: float | None = None, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self._clock = clock
+        self._tokens = self.burst
+        self._last = clock()
+        self._lock = threading.Lock()
+
+    def acquire(self, stop: threading.Event, timeout_s: float = 30.0) -> bool:
+        """Block until a token is available (False if ``stop`` is set or time runs out)."""
+        if self.rate <= 0:
+            return True
+        deadline = self._clock() + timeout_s
+        while not stop.is_set():
+            with self._lock:
+                now = self._clock()
+                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+                self._last = now
+                if self._tokens >= 1:
+                    self._tokens -= 1
+                    return True
+                wait = (1 - self._tokens) / self.rate
+            if self._clock() + wait > deadline:
+                return False
+            stop.wait(wait)
+        return False

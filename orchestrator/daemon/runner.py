@@ -1,0 +1,331 @@
+"""The daemon: builds the parts from settings, ticks them with APScheduler, serves callbacks.
+
+APScheduler 3's BackgroundScheduler is the clock: it ticks the submitter, poller, downloader
+and sweeper every ``polling.tick_s``. The database holds every job and its next due time, so
+the scheduler itself holds no state a restart would lose. A callback (or an expired URL)
+wakes the poller for one job at once; a job that succeeds wakes the downloader at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from types import FrameType
+from typing import Any
+
+import httpx
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from orchestrator import __version__
+from orchestrator.clock import utcnow
+from orchestrator.config import Settings, parse_listen
+from orchestrator.daemon.breaker import CircuitBreaker
+from orchestrator.daemon.downloader import Downloader
+from orchestrator.daemon.poller import Poller
+from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
+from orchestrator.daemon.submitter import Submitter
+from orchestrator.daemon.sweeper import Sweeper
+from orchestrator.domain import Job
+from orchestrator.downloads import AddressPolicy, Fetcher
+from orchestrator.exceptions import ConfigError, JobKeyConflict
+from orchestrator.logs import get_logger, register_secret
+from orchestrator.providers import make_provider
+from orchestrator.providers.base import Provider
+from orchestrator.reconciler import Outcome, Reconciler
+from orchestrator.service import JobService
+from orchestrator.states import JobState
+from orchestrator.stores import open_store
+from orchestrator.stores.base import Store
+from orchestrator.web.app import WebContext, create_app
+from orchestrator.web.server import BackgroundServer
+
+log = get_logger("orchestrator.daemon")
+
+USER_AGENT = (
+    f"Mozilla/5.0 (compatible; orchestrator/{__version__}; +https://example.invalid/orchestrator)"
+)
+
+
+@dataclass
+class Parts:
+    store: Store
+    provider: Provider
+    reconciler: Reconciler
+    service: JobService
+    submitter: Submitter
+    poller: Poller
+    downloader: Downloader
+    sweeper: Sweeper
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.stop_event = threading.Event()
+        self._store = store
+        self._scheduler: Any = None
+        self._server: BackgroundServer | None = None
+        self._clients: list[httpx.Client] = []
+        self._pools: list[ThreadPoolExecutor] = []
+        self.parts: Parts | None = None
+        self.callback_port: int | None = None
+
+    # --- assembly --------------------------------------------------------------------------
+
+    def _build(self) -> Parts:
+        s = self.settings
+        api_key = s.api_key()
+        register_secret(api_key)
+        store = self._store or open_store(s.database_url)
+        policy = s.policy()
+        upstream = httpx.Client(
+            timeout=httpx.Timeout(s.provider.timeout_s, connect=min(10.0, s.provider.timeout_s)),
+            limits=httpx.Limits(
+                max_connections=s.polling.concurrency + 4,
+                max_keepalive_connections=s.polling.concurrency + 4,
+            ),
+            headers={"User-Agent": USER_AGENT},
+        )
+        downloads = httpx.Client(follow_redirects=False, headers={"User-Agent": USER_AGENT})
+        self._clients += [upstream, downloads]
+        provider = make_provider(
+            s.provider.profile, upstream, base_url=s.provider.base_url, api_key=api_key
+        )
+        poll_pool = ThreadPoolExecutor(s.polling.concurrency, thread_name_prefix="poll")
+        download_pool = ThreadPoolExecutor(s.downloads.concurrency, thread_name_prefix="download")
+        self._pools += [poll_pool, download_pool]
+
+        holder: dict[str, Any] = {}
+
+        def wake_poller(job_id: int) -> None:
+            holder["poller"].poll_soon(job_id)
+
+        def on_transition(outcome: Outcome) -> None:
+            if outcome.changed_state and outcome.job.state == JobState.SUCCEEDED:
+                holder["downloader"].download_soon(outcome.job.id)
+
+        reconciler = Reconciler(store, policy, on_wake=wake_poller, on_transition=on_transition)
+        lease = s.daemon.lease_s
+        breaker = CircuitBreaker(
+            s.provider.base_url, s.provider.breaker_threshold, s.provider.breaker_cooldown_s
+        )
+        submitter = Submitter(
+            store,
+            reconciler,
+            provider,
+            owner=self.owner,
+            public_url=s.callbacks.public_url,
+            limiter=SlidingWindow(s.provider.submit_rate, s.provider.submit_window_s),
+            breaker=breaker,
+            lease_s=lease,
+            clock=self.clock,
+            stop=self.stop_event,
+        )
+        poller = Poller(
+            store,
+            reconciler,
+            provider,
+            owner=self.owner,
+            executor=poll_pool,
+            concurrency=s.polling.concurrency,
+            bucket=TokenBucket(s.provider.poll_rate_per_s),
+            breaker=breaker,
+            lease_s=lease,
+            clock=self.clock,
+            stop=self.stop_event,
+            batch=s.polling.batch,
+        )
+        fetcher = Fetcher(
+            downloads,
+            AddressPolicy(s.downloads.allowed_networks),
+            max_bytes=s.downloads.max_bytes,
+            timeout_s=s.downloads.timeout_s,
+            max_redirects=s.downloads.max_redirects,
+        )
+        downloader = Downloader(
+            store,
+            reconciler,
+            fetcher,
+            artifacts_dir=s.artifacts_path,
+            owner=self.owner,
+            executor=download_pool,
+            concurrency=s.downloads.concurrency,
+            lease_s=lease,
+            clock=self.clock,
+            stop=self.stop_event,
+        )
+        holder["poller"], holder["downloader"] = poller, downloader
+        sweeper = Sweeper(
+            store,
+            reconciler,
+            policy,
+            owner=self.owner,
+            lease_s=lease,
+            clock=self.clock,
+            stop=self.stop_event,
+        )
+        service = JobService(
+            store,
+            provider=s.provider.profile,
+            policy=policy,
+            reconciler=reconciler,
+            clock=self.clock,
+        )
+        return Parts(store, provider, reconciler, service, submitter, poller, downloader, sweeper)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        s = self.settings
+        self.parts = parts = self._build()
+        self.enqueue_config_jobs()
+        if s.callbacks.enabled:
+            host, port = parse_listen(s.callbacks.listen)
+            app = create_app(
+                WebContext(
+                    store=parts.store,
+                    reconciler=parts.reconciler,
+                    provider=parts.provider,
+                    service=parts.service,
+                    clock=self.clock,
+                    mode=s.callbacks.mode,
+                    max_body_bytes=s.callbacks.max_body_bytes,
+                )
+            )
+            try:
+                self._server = BackgroundServer(app, host, port, threads=s.callbacks.threads)
+            except OSError as exc:
+                raise ConfigError(
+                    f"[callbacks] listen {s.callbacks.listen}: cannot listen: {exc.strerror}"
+                ) from exc
+            self._server.start()
+            self.callback_port = self._server.port
+        logging.getLogger("apscheduler").setLevel(logging.ERROR)
+        scheduler = BackgroundScheduler(timezone="UTC")
+        tick = s.polling.tick_s
+        for name, fn, every in (
+            ("submitter", parts.submitter.tick, tick),
+            ("poller", parts.poller.tick, tick),
+            ("downloader", parts.downloader.tick, tick),
+            ("sweeper", parts.sweeper.tick, max(tick, 1.0)),
+        ):
+            scheduler.add_job(
+                _guarded(name, fn),
+                "interval",
+                seconds=every,
+                id=name,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(scheduler.timezone),
+            )
+        scheduler.start()
+        self._scheduler = scheduler
+        log.info(
+            "daemon_started",
+            owner=self.owner,
+            profile=s.provider.profile,
+            upstream=s.provider.base_url,
+            callbacks=f"{s.callbacks.listen} ({s.callbacks.mode})" if s.callbacks.enabled else None,
+            database=_safe_db(s.database_url),
+            poll_interval_s=s.polling.interval_s,
+        )
+
+    def enqueue_config_jobs(self) -> list[Job]:
+        """The [[jobs]] of the config, recorded by key: idempotent across restarts."""
+        assert self.parts is not None
+        jobs = []
+        for entry in self.settings.jobs:
+            try:
+                job, created = self.parts.service.submit(entry.kind, entry.params, entry.key)
+            except JobKeyConflict as exc:
+                raise ConfigError(
+                    f"[[jobs]] {entry.key!r}: {exc} (give the changed job a new key)"
+                ) from exc
+            if created:
+                log.info("job_enqueued", key=job.key, kind=job.kind, source="config")
+            jobs.append(job)
+        return jobs
+
+    def stop(self) -> None:
+        """Stop claiming, let in-flight work finish within the grace period, release leases."""
+        if self.stop_event.is_set() and self._scheduler is None:
+            return
+        self.stop_event.set()
+        grace = self.settings.daemon.shutdown_grace_s
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        for pool in self._pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+        def drain() -> None:
+            for pool in self._pools:
+                pool.shutdown(wait=True)
+
+        waiter = threading.Thread(target=drain)
+        waiter.start()
+        waiter.join(grace)
+        if self._server is not None:
+            self._server.stop()
+            self._server = None
+        released = 0
+        if self.parts is not None:
+            released = self.parts.store.release_all(self.owner)
+        for client in self._clients:
+            client.close()
+        if self.parts is not None and self._store is None:
+            self.parts.store.close()
+        log.info("daemon_stopped", owner=self.owner, released_leases=released)
+
+    def run_forever(self) -> int:
+        """`orchestrator run`: until SIGTERM or SIGINT."""
+
+        def _signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("shutdown_requested", signal=signal.Signals(signum).name)
+            self.stop_event.set()
+
+        previous = {sig: signal.signal(sig, _signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            self.start()
+            while not self.stop_event.wait(1.0):
+                pass
+        finally:
+            self.stop()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+
+def _guarded(name: str, fn: Callable[[], int]) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("tick_failed", loop=name)
+
+    return run
+
+
+def _safe_db(url: str) -> str:
+    """The database URL without a password."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unparsable url)"

@@ -1,0 +1,136 @@
+"""The submitter: claims queued jobs and sends them upstream, once.
+
+Order of writes (docs/durability.md): the job moves to `submitting` together with this
+attempt's callback token hash BEFORE the request goes out; the taskId is recorded as soon as
+the answer arrives. A crash in between leaves `submitting` with an expiring lease, which the
+sweeper turns into `uncertain`: never a silent resubmit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from orchestrator import faultpoints
+from orchestrator.daemon.breaker import CircuitBreaker
+from orchestrator.daemon.ratelimit import SlidingWindow
+from orchestrator.domain import Job
+from orchestrator.exceptions import (
+    UpstreamAmbiguous,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTransient,
+)
+from orchestrator.logs import get_logger
+from orchestrator.observations import SubmitAccepted, SubmitFailed, SubmitStarted, SubmitUnknown
+from orchestrator.providers.base import Provider
+from orchestrator.reconciler import Reconciler
+from orchestrator.states import JobState
+from orchestrator.stores.base import SUBMIT, Store
+
+log = get_logger("orchestrator.submitter")
+
+CALLBACK_PREFIX = "/callbacks/"
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh callback token (256 bits, URL-safe) and the hash the store keeps."""
+    token = secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def callback_url(public_url: str, token: str) -> str:
+    return public_url.rstrip("/") + CALLBACK_PREFIX + token
+
+
+class Submitter:
+    def __init__(
+        self,
+        store: Store,
+        reconciler: Reconciler,
+        provider: Provider,
+        *,
+        owner: str,
+        public_url: str,
+        limiter: SlidingWindow,
+        breaker: CircuitBreaker,
+        lease_s: float,
+        clock: Callable[[], datetime],
+        stop: threading.Event,
+        batch: int = 20,
+    ) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.provider = provider
+        self.owner = owner
+        self.public_url = public_url
+        self.limiter = limiter
+        self.breaker = breaker
+        self.lease_s = lease_s
+        self.clock = clock
+        self.stop = stop
+        self.batch = batch
+
+    def tick(self) -> int:
+        """Claim what the rate limit allows now and submit it. Returns how many were sent."""
+        if self.stop.is_set() or not self.breaker.allow():
+            return 0
+        room = min(self.batch, self.limiter.available())
+        if room <= 0:
+            return 0
+        sent = 0
+        for job in self.store.claim(SUBMIT, self.owner, self.clock(), self.lease_s, room):
+            if self.stop.is_set():
+                self.store.release(job.id, self.owner)
+                continue
+            sent += self.submit_one(job)
+        return sent
+
+    def submit_one(self, job: Job) -> int:
+        wait = self.limiter.try_acquire()
+        if wait > 0:
+            self.store.release(job.id, self.owner)
+            return 0
+        token, token_hash = new_token()
+        started = self.reconciler.observe(job, SubmitStarted(token_hash=token_hash), self.clock())
+        if started.transition is None or started.job.state != JobState.SUBMITTING:
+            self.store.release(job.id, self.owner)
+            return 0
+        job = started.job
+        faultpoints.reach("submit.before_send")
+        try:
+            task_id = self.provider.submit(
+                job.kind, job.params, callback_url(self.public_url, token)
+            )
+        except UpstreamRateLimited as exc:
+            self.breaker.success()  # it answered; it is up
+            self.limiter.penalize(exc.retry_after or self.limiter.window_s)
+            self._observe(job, SubmitFailed(True, exc.message, exc.code, exc.retry_after))
+        except UpstreamAmbiguous as exc:
+            faultpoints.reach("submit.after_send")
+            log.warning("submit_outcome_unknown", key=job.key, error=exc.message)
+            self._observe(job, SubmitUnknown(exc.message))
+        except UpstreamTransient as exc:
+            self.breaker.failure()
+            self._observe(job, SubmitFailed(True, exc.message, exc.code))
+        except UpstreamRejected as exc:
+            self.breaker.success()
+            self._observe(job, SubmitFailed(False, exc.message, exc.code))
+        else:
+            self.breaker.success()
+            faultpoints.reach("submit.after_send")
+            self._observe(job, SubmitAccepted(task_id))
+            faultpoints.reach("submit.after_record")
+        return 1
+
+    def _observe(
+        self, job: Job, observation: SubmitAccepted | SubmitFailed | SubmitUnknown
+    ) -> None:
+        self.reconciler.observe(job, observation, self.clock(), release_owner=self.owner)

@@ -1,0 +1,161 @@
+"""The one reconcile step every source goes through.
+
+Submitter, poller, callback endpoint, downloader, deadlines and operator commands all build
+an observation and call :meth:`Reconciler.observe`. It reads the job, asks the pure
+:func:`orchestrator.machine.decide`, and writes the outcome as a compare-and-set together
+with the event row. A lost race (:class:`StaleJob`) re-reads and decides again, so the
+observation is folded into whatever the job has become meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from orchestrator.domain import Job, NewEvent
+from orchestrator.exceptions import StaleJob, StoreError
+from orchestrator.logs import get_logger
+from orchestrator.machine import Policy, Transition, decide
+from orchestrator.observations import CallbackReceived, Observation, Polled, PollFailed
+from orchestrator.states import JobState
+from orchestrator.stores.base import Store
+
+log = get_logger("orchestrator.reconciler")
+
+MAX_RACES = 20
+
+
+@dataclass(frozen=True)
+class Outcome:
+    job: Job  #: the job as stored after this observation
+    transition: Transition | None  #: None: a duplicate, stale or disallowed observation
+    from_state: JobState
+
+    @property
+    def changed_state(self) -> bool:
+        return self.job.state != self.from_state
+
+
+class Reconciler:
+    def __init__(
+        self,
+        store: Store,
+        policy: Policy | None = None,
+        *,
+        on_wake: Callable[[int], None] | None = None,
+        on_transition: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.policy = policy or Policy()
+        self._on_wake = on_wake
+        self._on_transition = on_transition
+
+    def observe(
+        self,
+        job: Job,
+        observation: Observation,
+        now: datetime,
+        *,
+        raw: Any = None,
+        note: str = "",
+        release_owner: str | None = None,
+    ) -> Outcome:
+        """Fold ``observation`` into ``job`` and persist it with its event row.
+
+        ``raw`` (a callback's body, a poll's answer) is stored in the event payload.
+        ``release_owner`` gives up that owner's lease in the same transaction.
+        """
+        current = job
+        for _ in range(MAX_RACES):
+            transition = decide(current, observation, now, self.policy)
+            updated = transition.apply(current, now) if transition else None
+            updated = _count(current, updated, observation)
+            payload = observation.payload()
+            if raw is not None:
+                payload["raw"] = raw
+            event = NewEvent(
+                source=observation.source,
+                type=observation.name,
+                payload=payload,
+                note=note or (transition.note if transition else "no change"),
+            )
+            try:
+                stored = self.store.apply(
+                    current,
+                    updated,
+                    event,
+                    now,
+                    token_hash=transition.token_hash if transition else None,
+                    release_owner=release_owner,
+                )
+            except StaleJob:
+                current = self.store.get_job(current.id)
+                continue
+            outcome = Outcome(stored, transition, current.state)
+            self._report(outcome, observation)
+            return outcome
+        raise StoreError(f"job {job.key}: gave up after {MAX_RACES} lost compare-and-sets")
+
+    def record(
+        self,
+        job: Job,
+        *,
+        source: str,
+        type: str,
+        payload: dict[str, Any],
+        note: str,
+        now: datetime,
+    ) -> Job:
+        """Append an event that changes nothing (a refused callback, say), race-safe."""
+        current = job
+        for _ in range(MAX_RACES):
+            try:
+                return self.store.apply(
+                    current,
+                    None,
+                    NewEvent(source=source, type=type, payload=payload, note=note),
+                    now,
+                )
+            except StaleJob:
+                current = self.store.get_job(current.id)
+        raise StoreError(f"job {job.key}: gave up after {MAX_RACES} lost compare-and-sets")
+
+    def _report(self, outcome: Outcome, observation: Observation) -> None:
+        job = outcome.job
+        if outcome.changed_state:
+            log.info(
+                "job_transitioned",
+                key=job.key,
+                kind=job.kind,
+                from_state=outcome.from_state.value,
+                to_state=job.state.value,
+                source=observation.source,
+                observation=observation.name,
+                task_id=job.task_id,
+                note=outcome.transition.note if outcome.transition else "",
+            )
+        elif outcome.transition is None:
+            log.debug(
+                "observation_ignored",
+                key=job.key,
+                state=job.state.value,
+                source=observation.source,
+                observation=observation.name,
+            )
+        if outcome.transition is not None and outcome.transition.wake_poller and self._on_wake:
+            self._on_wake(job.id)
+        if self._on_transition is not None and outcome.transition is not None:
+            self._on_transition(outcome)
+
+
+def _count(current: Job, updated: Job | None, observation: Observation) -> Job | None:
+    """Polls and callbacks are counted whether or not they changed anything."""
+    if isinstance(observation, (Polled, PollFailed)):
+        base = updated or current
+        return replace(base, polls=current.polls + 1)
+    if isinstance(observation, CallbackReceived):
+        base = updated or current
+        return replace(base, callbacks=current.callbacks + 1)
+    return updated

@@ -1,0 +1,201 @@
+"""The Flask app: the per-job callback endpoint, health, and a small job API.
+
+Callback handling, in order: size cap (413), JSON only (415), token lookup by hash (unknown:
+404, nothing written), JSON parse and schema (400, recorded on the job), task_id check
+(mismatch: 409, recorded as suspicious), then the reconciler — the raw body is committed
+with the event row BEFORE the 2xx goes out. In `verify` mode the callback only wakes the
+poller; in `trust` mode its data is applied directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from orchestrator.daemon.submitter import hash_token
+from orchestrator.domain import Job
+from orchestrator.exceptions import (
+    CallbackError,
+    CallbackNotFound,
+    CallbackRejected,
+    InvalidParams,
+    InvalidTransition,
+    JobKeyConflict,
+    JobNotFound,
+    UsageError,
+)
+from orchestrator.logs import get_logger
+from orchestrator.observations import CallbackReceived
+from orchestrator.providers.base import Provider
+from orchestrator.reconciler import Reconciler
+from orchestrator.service import JobService
+from orchestrator.states import JobState
+from orchestrator.stores.base import Store
+
+log = get_logger("orchestrator.web")
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
+
+
+@dataclass
+class WebContext:
+    store: Store
+    reconciler: Reconciler
+    provider: Provider
+    service: JobService
+    clock: Callable[[], datetime]
+    mode: str = "verify"
+    max_body_bytes: int = 1024 * 1024
+
+
+def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, int]:
+    return jsonify({"code": code, "msg": msg}), status or code
+
+
+def create_app(ctx: WebContext) -> Flask:
+    app = Flask("orchestrator")
+    app.config["MAX_CONTENT_LENGTH"] = ctx.max_body_bytes
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        return _answer(status, exc.description or exc.name, status)
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> tuple[Response, int]:
+        # Not the caller's fault (the database is down, a bug): 503 so the upstream retries.
+        log.exception("http_handler_failed", path=request.path)
+        return _answer(503, "temporarily unavailable", 503)
+
+    @app.post("/callbacks/<token>")
+    def callback(token: str) -> tuple[Response, int]:
+        try:
+            return _handle_callback(ctx, token)
+        except CallbackError as exc:
+            return _answer(exc.status_code, exc.message)
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        counts = ctx.store.count_by_state()
+        return jsonify({"status": "ok", "jobs": {s.value: n for s, n in counts.items()}}), 200
+
+    @app.get("/api/jobs")
+    def list_jobs() -> tuple[Response, int]:
+        states = None
+        if request.args.get("state"):
+            try:
+                states = [JobState(request.args["state"])]
+            except ValueError:
+                return _answer(400, f"unknown state {request.args['state']!r}")
+        jobs = ctx.service.list(states=states, kind=request.args.get("kind") or None)
+        return jsonify([j.to_json() for j in jobs]), 200
+
+    @app.get("/api/jobs/<key>")
+    def get_job(key: str) -> tuple[Response, int]:
+        try:
+            detail = ctx.service.detail(key)
+        except JobNotFound as exc:
+            return _answer(404, str(exc))
+        body = detail.job.to_json()
+        body["why"] = detail.why
+        return jsonify(body), 200
+
+    @app.post("/api/jobs")
+    def submit_job() -> tuple[Response, int]:
+        try:
+            body = _json_body()
+        except CallbackError as exc:
+            return _answer(exc.status_code, exc.message)
+        if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
+            return _answer(
+                400, 'expected a JSON object {"kind": ..., "params": {...}, "key"?: ...}'
+            )
+        params = body.get("params", {})
+        key = body.get("key")
+        if not isinstance(params, dict) or (key is not None and not isinstance(key, str)):
+            return _answer(400, "params must be an object and key a string")
+        try:
+            job, created = ctx.service.submit(body["kind"], params, key)
+        except JobKeyConflict as exc:
+            return _answer(409, str(exc))
+        except (InvalidParams, UsageError) as exc:
+            return _answer(400, str(exc))
+        return jsonify(job.to_json()), 201 if created else 200
+
+    @app.post("/api/jobs/<key>/<action>")
+    def operate(key: str, action: str) -> tuple[Response, int]:
+        actions = {"cancel": ctx.service.cancel, "retry": ctx.service.retry}
+        if action not in actions:
+            return _answer(404, f"unknown action {action!r}")
+        try:
+            job = actions[action](key)
+        except JobNotFound as exc:
+            return _answer(404, str(exc))
+        except InvalidTransition as exc:
+            return _answer(409, str(exc))
+        return jsonify(job.to_json()), 200
+
+    return app
+
+
+def _json_body() -> Any:
+    if request.mimetype != "application/json":
+        raise CallbackRejected("expected Content-Type: application/json", status_code=415)
+    try:
+        return json.loads(request.get_data(cache=False))
+    except RequestEntityTooLarge:
+        raise
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CallbackRejected(f"body is not valid JSON: {exc}") from None
+
+
+def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
+    if request.content_length is not None and request.content_length > ctx.max_body_bytes:
+        raise CallbackRejected("body too large", status_code=413)
+    if not _TOKEN.fullmatch(token):
+        raise CallbackNotFound("unknown callback URL")
+    job = ctx.store.find_by_token(hash_token(token))
+    if job is None:
+        raise CallbackNotFound("unknown callback URL")
+    now = ctx.clock()
+    try:
+        body = _json_body()
+    except CallbackRejected as exc:
+        _record_refusal(ctx, job, now, "callback_rejected", exc.message)
+        raise
+    try:
+        report = ctx.provider.parse_callback(job.kind, body)
+    except CallbackRejected as exc:
+        _record_refusal(ctx, job, now, "callback_rejected", exc.message, raw=body)
+        raise
+    if report.task_id and job.task_id and report.task_id != job.task_id:
+        _record_refusal(
+            ctx, job, now, "callback_suspicious", "task_id does not match this job", raw=body
+        )
+        raise CallbackError("task_id does not match this callback URL", status_code=409)
+    trusted = ctx.mode == "trust"
+    outcome = ctx.reconciler.observe(job, CallbackReceived(report, trusted), now, raw=body)
+    log.info(
+        "callback_accepted",
+        key=job.key,
+        status=report.status.value,
+        state=outcome.job.state.value,
+        changed=outcome.transition is not None,
+    )
+    return _answer(200, "success")
+
+
+def _record_refusal(
+    ctx: WebContext, job: Job, now: datetime, kind: str, message: str, raw: Any = None
+) -> None:
+    ctx.reconciler.record(
+        job, source="callback", type=kind, payload={"raw": raw}, note=message, now=now
+    )
+    log.warning(kind, key=job.key, reason=message)
