@@ -9,6 +9,7 @@ back to a default. Secrets never live in the file: ``api_key_env`` names the var
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Mapping
@@ -52,7 +53,7 @@ class PollingSettings:
     jitter: float = 0.1
     deadline_s: float = 1800.0
     #: the scheduler's tick: how often due work is looked for (callbacks wake it at once)
-    tick_s: float = 1.0
+    tick_s: float = 0.5
     concurrency: int = 8
     batch: int = 200
     confirm_delay_s: float = 2.0
@@ -283,6 +284,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     if isinstance(default, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: must be a number, got {value!r}")
+        if not math.isfinite(value):  # TOML allows nan and inf; no option means either
+            raise ConfigError(f"{where}: must be a finite number, got {value!r}")
         return float(value)
     if isinstance(default, Path):
         if not isinstance(value, str) or not value:
@@ -392,6 +395,9 @@ def _validate(s: Settings, where: str) -> None:
 def parse_listen(value: str, where: str = "listen") -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+    # isascii: str.isdigit() also accepts "²" and non-ASCII digits, which int() refuses or
+    # misreads
+    valid = port.isascii() and port.isdigit()
+    if not sep or not host or not valid or not 0 <= int(port) < 65536:
         raise ConfigError(f"{where}: must be HOST:PORT, got {value!r}")
     return host, int(port)

@@ -110,7 +110,8 @@ def run_demo(args: argparse.Namespace) -> int:
                 "title": "Rain (cello bridge)",
                 "infillStartS": 10.0,
                 "infillEndS": 20.0,
-                "fullLyrics": "",
+                "fullLyrics": "[Verse]\nRain on the window, keys in the dark\n"
+                "[Bridge]\nA cello answers, soft and slow\n",
             },
             "demo-section",
         )

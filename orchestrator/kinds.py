@@ -59,6 +59,7 @@ KINDS: dict[str, Kind] = {
                 "title",
                 "infillStartS",
                 "infillEndS",
+                "fullLyrics",
             ),
             types={
                 "taskId": (str, 128),
@@ -123,10 +124,15 @@ def validate_params(kind_name: str, params: Mapping[str, Any]) -> None:
             raise InvalidParams("prompt is limited to 500 characters without customMode")
     if kind.name == "replace_section":
         start, end = float(params["infillStartS"]), float(params["infillEndS"])
+        if start < 0:
+            raise InvalidParams(f"infillStartS must not be negative, got {start:g}")
         if not start < end:
             raise InvalidParams("infillStartS must be less than infillEndS")
         if not 6 <= end - start <= 60:
             raise InvalidParams("the replaced window (infillEndS - infillStartS) must be 6..60 s")
+        for name in ("prompt", "fullLyrics"):
+            if not str(params[name]).strip():
+                raise InvalidParams(f"replace_section needs a non-empty {name}")
 
 
 _EXT = {"audio": "mp3", "image": "jpeg", "video": "mp4"}

@@ -371,10 +371,10 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
         if not report.task_id:
             return None
         # The token proves this callback answers our submit: the upstream accepted it.
-        changes = _accepted_changes(job, report.task_id, now, policy)
-        changes["next_poll_at"] = now
+        accepted = _accepted_changes(job, report.task_id, now, policy)
+        accepted["next_poll_at"] = now
         return Transition(
-            S.PENDING, changes, "callback resolved uncertain submit", wake_poller=True
+            S.PENDING, accepted, "callback resolved uncertain submit", wake_poller=True
         )
     if job.state in TERMINAL or job.state == S.QUEUED:
         return None

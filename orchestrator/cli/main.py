@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from orchestrator.logs import configure
+
+    configure("warning", "json")  # `run` reconfigures from the settings; stdout stays clean
     try:
         return _dispatch(args)
     except KeyboardInterrupt:

@@ -30,6 +30,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at: float | None = None
         self._probing = False
+        self._probe_at = 0.0
         self._lock = threading.Lock()
 
     def allow(self) -> bool:
@@ -37,9 +38,16 @@ class CircuitBreaker:
         with self._lock:
             if self._opened_at is None:
                 return True
-            if self._clock() - self._opened_at < self.cooldown_s or self._probing:
+            now = self._clock()
+            if now - self._opened_at < self.cooldown_s:
+                return False
+            # a probe whose caller never reported back (it found no work, or failed in a way
+            # that is not the upstream's) must not keep the circuit open forever: after another
+            # cooldown a new probe is let through
+            if self._probing and now - self._probe_at < self.cooldown_s:
                 return False
             self._probing = True
+            self._probe_at = now
             return True
 
     @property

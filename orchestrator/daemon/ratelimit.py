@@ -40,7 +40,10 @@ class SlidingWindow:
         """The upstream said "slow down": fill the window so nothing goes out for a while."""
         with self._lock:
             until = self._clock() + seconds - self.window_s
-            self._times = deque([until] * self.limit)
+            # keep the sends already in the window: the upstream still counts them, so a short
+            # penalty must never free slots they hold for longer
+            kept = [max(t, until) for t in list(self._times)[-self.limit :]]
+            self._times = deque([until] * (self.limit - len(kept)) + kept)
 
     def available(self) -> int:
         with self._lock:
