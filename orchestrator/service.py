@@ -128,9 +128,12 @@ def explain(job: Job, policy: Policy) -> str:
         )
     if job.state in (s.PENDING, s.RUNNING):
         upstream = job.upstream_status or "PENDING"
-        return (
-            f"upstream says {upstream}; next poll at {nxt}, deadline {isoformat(job.deadline_at)}"
-        )
+        text = f"upstream says {upstream}"
+        if nxt:
+            text += f"; next poll at {nxt}"
+        if job.deadline_at:
+            text += f", deadline {isoformat(job.deadline_at)}"
+        return text
     if job.state == s.SUCCEEDED:
         left = [a.name for a in job.artifacts if a.state.value != "stored"]
         return f"upstream succeeded; downloading {len(left)} file(s): {', '.join(left)}"
