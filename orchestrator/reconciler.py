@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from orchestrator import faultpoints
 from orchestrator.domain import Job, NewEvent
 from orchestrator.exceptions import StaleJob, StoreError
 from orchestrator.logs import get_logger
@@ -81,6 +82,7 @@ class Reconciler:
                 payload=payload,
                 note=note or (transition.note if transition else "no change"),
             )
+            faultpoints.reach(f"transition.{observation.name}")
             try:
                 stored = self.store.apply(
                     current,

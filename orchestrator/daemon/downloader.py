@@ -133,6 +133,7 @@ class Downloader:
 
     def _download(self, job: Job, artifact: Artifact) -> Job:
         dest = self.artifacts_dir / job.key / artifact.name
+        faultpoints.reach("download.before_fetch")
         try:
             result = self.fetcher.fetch(
                 artifact.url, dest, allowed_types=ALLOWED_TYPES[artifact.media]

@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from orchestrator import faultpoints
 from orchestrator.daemon.submitter import hash_token
 from orchestrator.domain import Job
 from orchestrator.exceptions import (
@@ -181,7 +182,9 @@ def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
         )
         raise CallbackError("task_id does not match this callback URL", status_code=409)
     trusted = ctx.mode == "trust"
+    faultpoints.reach("callback.before_commit")
     outcome = ctx.reconciler.observe(job, CallbackReceived(report, trusted), now, raw=body)
+    faultpoints.reach("callback.after_commit")
     log.info(
         "callback_accepted",
         key=job.key,
