@@ -7,9 +7,11 @@ writing, fsync, atomic rename. An expired URL (403/404) asks the poller for a fr
 
 from __future__ import annotations
 
+import glob
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
@@ -70,6 +72,8 @@ class Downloader:
         jobs = self.store.claim(DOWNLOAD, self.owner, self.clock(), self.lease_s, room)
         for job in jobs:
             with self._lock:
+                if job.id in self._inflight:
+                    continue  # a download_soon of ours already has it (same owner, same lease)
                 self._inflight.add(job.id)
             try:
                 self.executor.submit(self._run, job)
@@ -133,6 +137,7 @@ class Downloader:
 
     def _download(self, job: Job, artifact: Artifact) -> Job:
         dest = self.artifacts_dir / job.key / artifact.name
+        _remove_stale_parts(dest)
         faultpoints.reach("download.before_fetch")
         try:
             result = self.fetcher.fetch(
@@ -158,3 +163,13 @@ class Downloader:
         )
         failed = DownloadFailed(artifact.name, reason, message)
         return self.reconciler.observe(job, failed, self.clock()).job
+
+
+def _remove_stale_parts(dest: Path) -> None:
+    """Temp files a killed worker left beside ``dest``: we hold the job's lease, so they are
+    nobody's (the fetcher deletes its own on any error it survives)."""
+    pattern = glob.escape(str(dest.parent / f".{dest.name}.")) + "*.part"
+    for stale in glob.glob(pattern):
+        with suppress(OSError):
+            Path(stale).unlink()
+            log.info("stale_temp_removed", path=stale)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
-from orchestrator import faultpoints
+from orchestrator import contradictions, faultpoints
 from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.ratelimit import TokenBucket
 from orchestrator.domain import Job
@@ -103,8 +103,7 @@ class Poller:
     def _dispatch(self, job: Job) -> None:
         with self._lock:
             if job.id in self._inflight:
-                self.store.release(job.id, self.owner)
-                return
+                return  # a poll_soon of ours already has it: its lease is ours, keep it
             self._inflight.add(job.id)
         try:
             self.executor.submit(self._run, job)
@@ -142,4 +141,12 @@ class Poller:
             return
         self.breaker.success()
         faultpoints.reach("poll.before_record")
-        self.reconciler.observe(job, Polled(report), self.clock(), release_owner=self.owner)
+        outcome = self.reconciler.observe(
+            job, Polled(report), self.clock(), release_owner=self.owner
+        )
+        if outcome.job.callbacks:
+            # make forged or stale callbacks visible (they changed nothing in verify mode)
+            try:
+                contradictions.check(self.reconciler, outcome.job, report, self.clock())
+            except Exception:
+                log.exception("contradiction_check_failed", key=job.key)
