@@ -1,0 +1,686 @@
+"""The imitation upstream without HTTP: tasks, credits, limits, faults, callbacks, ledger.
+
+The Flask app (app.py) turns requests into calls here and :class:`Answer` objects back into
+responses. Everything that decides *what* the upstream answers is in this module; how the
+bytes leave (status line, reset connection, delay) is the app's business.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.sandbox import payloads
+from orchestrator.sandbox.artifacts import (
+    RangeNotSatisfiable,
+    UrlSigner,
+    artifact_bytes,
+    content_type,
+    is_known_extension,
+    parse_range,
+    sha256_hex,
+)
+from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.delivery import CallbackDelivery, Delivery
+from orchestrator.sandbox.faults import FaultDice, FaultSpec, RequestFaults
+from orchestrator.sandbox.ledger import Ledger, stamp
+from orchestrator.sandbox.lifecycle import MUSIC_FAMILY, Kind, TaskDraws, build_plan
+from orchestrator.sandbox.markers import Failure, failure_for_code, failure_from_markers
+from orchestrator.sandbox.payloads import Channel, Route, iso
+from orchestrator.sandbox.profiles import Reason
+from orchestrator.sandbox.ratelimit import SlidingWindow
+from orchestrator.sandbox.tasks import Task, Track
+from orchestrator.sandbox.validation import MODEL_NAMES, Rejection, validate
+
+SUBMIT_PATHS: dict[str, Kind] = {
+    "/api/v1/generate": "generate_music",
+    "/api/v1/generate/extend": "extend",
+    "/api/v1/generate/replace-section": "replace_section",
+    "/api/v1/mp4/generate": "music_video",
+    "/api/v1/wav/generate": "wav",
+    "/api/v1/vocal-removal/generate": "vocal_removal",
+}
+DETAIL_PATHS: dict[str, frozenset[str]] = {
+    "/api/v1/generate/record-info": MUSIC_FAMILY,
+    "/api/v1/mp4/record-info": frozenset({"music_video"}),
+    "/api/v1/wav/record-info": frozenset({"wav"}),
+    "/api/v1/vocal-removal/record-info": frozenset({"vocal_removal"}),
+}
+CREDIT_PATH = "/api/v1/generate/credit"
+#: credits one submit costs (531 failures give them back)
+COSTS: dict[str, int] = {
+    "generate_music": 12,
+    "extend": 12,
+    "replace_section": 5,
+    "music_video": 2,
+    "wav": 1,
+    "vocal_removal": 10,
+}
+#: kinds of which one audio may have only one (live) task: a second one answers 409
+EXCLUSIVE_KINDS: dict[str, str] = {"music_video": "Mp4", "wav": "Wav"}
+SAMPLE_TAGS: tuple[str, ...] = ("pop, upbeat", "ambient, calm", "rock, energetic", "jazz, smooth")
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One envelope answer: ``{"code", "msg", "data"}`` plus how to send it."""
+
+    code: int
+    msg: str
+    data: Any = None
+    http_status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def envelope(self) -> dict[str, Any]:
+        return {"code": self.code, "msg": self.msg, "data": self.data}
+
+
+@dataclass(frozen=True)
+class ArtifactResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _stable_hex(*parts: object) -> str:
+    return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
+
+
+class Engine:
+    """All the sandbox's state. Thread-safe; every method may run on any request thread."""
+
+    def __init__(self, config: SandboxConfig, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.profile = config.provider
+        self.clock = clock
+        self.ledger = Ledger()
+        self.stopping = threading.Event()
+        self._faults = config.faults
+        self._lock = threading.RLock()
+        self._signer = UrlSigner(bytes.fromhex(_stable_hex("sandbox-url-secret", config.seed)))
+        self._submit_limit = SlidingWindow(config.rate_limit_count, config.rate_limit_window_s)
+        self._poll_limit = SlidingWindow(config.poll_limit_per_s, 1.0)
+        host = "127.0.0.1" if config.host in ("", "0.0.0.0", "::") else config.host  # noqa: S104
+        #: the host part of local URLs (IPv6 in brackets)
+        self.local_host = f"[{host}]" if ":" in host else host
+        self.base_url = (config.public_url or f"http://{self.local_host}:{config.port}").rstrip("/")
+        self.delivery = CallbackDelivery(
+            ledger=self.ledger,
+            build_body=self._callback_body,
+            on_give_up=self._callback_gave_up,
+            clock=clock,
+            time_scale=config.time_scale,
+            hmac_key=config.hmac_key,
+        )
+        self._reset_state()
+
+    def _reset_state(self) -> None:
+        self.dice = FaultDice(self.config.seed)
+        self._tasks: dict[str, Task] = {}
+        self._counter = 0
+        self._audio_index: dict[str, tuple[str, int]] = {}
+        self._exclusive: dict[tuple[str, str], str] = {}
+        self._spent = 0
+        self._refunds: list[tuple[float, int]] = []
+        self._credit_start = self.config.credits
+        self._artifact_info: dict[str, dict[str, Any]] = {}
+
+    # -- control --------------------------------------------------------------------------
+    @property
+    def faults(self) -> FaultSpec:
+        return self._faults
+
+    def set_faults(self, faults: FaultSpec) -> None:
+        self._faults = faults
+
+    def reset(self) -> None:
+        """Forget every task, ledger entry, scheduled callback and limit; refill credits."""
+        with self._lock:
+            self.delivery.clear()
+            self.ledger.clear()
+            self._submit_limit.clear()
+            self._poll_limit.clear()
+            self._reset_state()
+
+    def set_credits(self, balance: int) -> None:
+        with self._lock:
+            self._credit_start = balance + self._spent - self._refunded(self.clock())
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.delivery.close()
+
+    def roll_request_faults(self) -> RequestFaults:
+        faults = self._faults
+        return RequestFaults(
+            slow=self.dice.roll("slow", faults.slow),
+            reset=self.dice.roll("reset", faults.reset),
+            http200=self.dice.roll("http200", faults.http200),
+        )
+
+    # -- answers --------------------------------------------------------------------------
+    def _error(
+        self,
+        reason: Reason,
+        request_faults: RequestFaults,
+        field_name: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> Answer:
+        code = self.profile.code_for(reason)
+        http_status = 200 if request_faults.http200 else (code if 100 <= code <= 599 else 500)
+        return Answer(
+            code, self.profile.message_for(reason, field_name), None, http_status, headers or {}
+        )
+
+    def _server_fault(self, name: str, request_faults: RequestFaults) -> Answer:
+        code = self.dice.choice(f"{name}_code", (500, 455))
+        return self._error("server_error" if code == 500 else "maintenance", request_faults)
+
+    def _reject(
+        self, path: str, answer: Answer, now: float, request_faults: RequestFaults, **extra: Any
+    ) -> Answer:
+        self.ledger.rejected(
+            {
+                "path": path,
+                "code": answer.code,
+                "http_status": answer.http_status,
+                "msg": answer.msg,
+                "faults": request_faults.names(),
+                **extra,
+                **stamp(now),
+            }
+        )
+        return answer
+
+    def check_key(self, authorization: str | None) -> bool:
+        if not authorization:
+            return False
+        scheme, _, token = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer":
+            return False
+        return hmac.compare_digest(token.strip().encode(), self.config.api_key.encode())
+
+    # -- credits --------------------------------------------------------------------------
+    def _refunded(self, now: float) -> int:
+        return sum(cost for at, cost in self._refunds if at <= now)
+
+    def balance(self, now: float) -> int:
+        with self._lock:
+            return self._credit_start - self._spent + self._refunded(now)
+
+    def credit(self, key_ok: bool, request_faults: RequestFaults) -> Answer:
+        now = self.clock()
+        if not key_ok:
+            answer = self._error("unauthorized", request_faults)
+            return self._reject(CREDIT_PATH, answer, now, request_faults)
+        return Answer(200, "success", self.balance(now))
+
+    # -- submit ---------------------------------------------------------------------------
+    def submit(
+        self, kind: Kind, path: str, body: Any, key_ok: bool, request_faults: RequestFaults
+    ) -> Answer:
+        now = self.clock()
+        entry: dict[str, Any] = {
+            "taskId": None,
+            "kind": kind,
+            "path": path,
+            "params": body,
+            **stamp(now),
+            "api_key_ok": key_ok,
+            "faults": request_faults.names(),
+        }
+        answer, task, early = self._submit(kind, path, body, key_ok, request_faults, now, entry)
+        entry["code"] = answer.code
+        entry["http_status"] = answer.http_status
+        entry["outcome"] = "accepted" if task is not None else "rejected"
+        if task is not None:
+            entry["taskId"] = task.task_id
+        self.ledger.submit(entry)
+        if task is None:
+            self._reject(path, answer, now, request_faults, kind=kind)
+        for delivery in early:  # the early fault: the callback goes out before our answer
+            self.delivery.deliver_now(delivery)
+        return answer
+
+    def _submit(
+        self,
+        kind: Kind,
+        path: str,
+        body: Any,
+        key_ok: bool,
+        request_faults: RequestFaults,
+        now: float,
+        entry: dict[str, Any],
+    ) -> tuple[Answer, Task | None, list[Delivery]]:
+        faults = self._faults
+        if not key_ok:
+            return self._error("unauthorized", request_faults), None, []
+        if not self._submit_limit.admit(self.config.api_key, now):
+            wait = self._submit_limit.retry_after(self.config.api_key, now)
+            entry["faults"].append("limit")
+            headers = {"Retry-After": str(max(1, round(wait + 0.5)))}
+            return self._error("rate_limited", request_faults, headers=headers), None, []
+        if self.dice.roll("rate_limit", faults.rate_limit):
+            entry["faults"].append("rate_limit")
+            return self._error("rate_limited", request_faults), None, []
+        if self.dice.roll("submit_error", faults.submit_error):
+            entry["faults"].append("submit_error")
+            return self._server_fault("submit_error", request_faults), None, []
+        rejection = validate(kind, body)
+        if rejection is not None:
+            return self._rejection(rejection, request_faults), None, []
+        with self._lock:
+            checked = self._check_references(kind, body, now)
+            if isinstance(checked, Rejection):
+                return self._rejection(checked, request_faults), None, []
+            if self.balance(now) < COSTS[kind]:
+                return self._error("insufficient_credits", request_faults), None, []
+            task, early = self._create_task(kind, path, body, checked, now)
+        return Answer(200, "success", {"taskId": task.task_id}), task, early
+
+    def _rejection(self, rejection: Rejection, request_faults: RequestFaults) -> Answer:
+        return self._error(rejection.reason, request_faults, rejection.field)
+
+    def _source(self, body: dict[str, Any]) -> tuple[Task, Track] | None:
+        audio = self._audio_index.get(str(body.get("audioId")))
+        if audio is None:
+            return None
+        task = self._tasks[audio[0]]
+        if "taskId" in body and body["taskId"] != task.task_id:
+            return None
+        return task, task.tracks[audio[1]]
+
+    def _check_references(
+        self, kind: Kind, body: dict[str, Any], now: float
+    ) -> Rejection | _Source:
+        """Look up the taskId/audioId a request names; refuse what the store contradicts."""
+        if kind == "generate_music":
+            return _Source(None, None, None)
+        if "taskId" in body and body["taskId"] not in self._tasks:
+            return Rejection("invalid", "taskId")
+        found = self._source(body)
+        if found is None:
+            return Rejection("invalid", "audioId")
+        task, track = found
+        ready = task.audio_complete(track.audio_id, now)
+        if kind == "replace_section":
+            start, end = float(body["infillStartS"]), float(body["infillEndS"])
+            if not ready:
+                return Rejection("invalid", "audioId")
+            if end > track.duration or end - start > track.duration / 2:
+                return Rejection("invalid", "infillEndS")
+        if kind == "extend":
+            if not ready:
+                return Rejection("invalid", "audioId")
+            continue_at = body.get("continueAt")
+            if body.get("defaultParamFlag") and float(continue_at or 0) >= track.duration:
+                return Rejection("invalid", "continueAt")
+        if kind in EXCLUSIVE_KINDS:
+            existing = self._exclusive.get((kind, track.audio_id))
+            if existing is not None and self._tasks[existing].succeeds:
+                return Rejection("conflict", EXCLUSIVE_KINDS[kind])
+        failure = None
+        if not ready and kind in ("music_video", "vocal_removal"):
+            failure = failure_for_code(kind, 451)
+        elif not ready and kind == "wav":
+            failure = failure_for_code(kind, 400)
+        return _Source(task, track, failure)
+
+    def _tracks(
+        self, kind: Kind, body: dict[str, Any], index: int, draws: TaskDraws, source: _Source
+    ) -> tuple[Track, ...]:
+        if kind not in MUSIC_FAMILY:
+            return ()
+        prompt = str(body.get("prompt") or "")
+        base = source.track
+        if kind == "generate_music" and body.get("customMode"):
+            title, tags = str(body["title"]), str(body["style"])
+        elif kind == "generate_music":
+            words = prompt.split()[:4]
+            title = " ".join(words).title()[:80] or "Untitled"
+            tags = SAMPLE_TAGS[index % len(SAMPLE_TAGS)]
+            prompt = f"[Verse]\n{prompt}"
+        elif kind == "extend":
+            assert base is not None
+            title = str(body.get("title") or base.title)
+            tags = str(body.get("style") or base.tags)
+            prompt = prompt or base.prompt
+        else:
+            assert base is not None
+            title, tags = str(body["title"]), str(body["tags"])
+        model = body.get("model")
+        model_name = MODEL_NAMES.get(str(model), base.model_name if base else "chirp-v4-5")
+        durations = draws.track_durations
+        if kind == "replace_section" and base is not None:
+            durations = (base.duration, base.duration)
+        return tuple(
+            Track(
+                audio_id=str(
+                    uuid.UUID(_stable_hex(self.config.seed, "audio", index, n)[:32], version=4)
+                ),
+                title=title,
+                prompt=prompt,
+                tags=tags,
+                model_name=model_name,
+                duration=durations[n],
+            )
+            for n in range(2)
+        )
+
+    def _create_task(
+        self, kind: Kind, path: str, body: dict[str, Any], source: _Source, now: float
+    ) -> tuple[Task, list[Delivery]]:
+        faults = self._faults
+        scale = self.config.time_scale
+        index = self._counter
+        self._counter += 1
+        draws = TaskDraws.draw(random.Random(f"{self.config.seed}:task:{index}"))
+        task_faults: list[str] = []
+        failure: Failure | None = failure_from_markers(kind, body) or source.failure
+        if failure is None and draws.fail < faults.fail:
+            code = (501 if draws.fail_code < 0.5 else 531) if kind in MUSIC_FAMILY else 500
+            failure = failure_for_code(kind, code)
+            task_faults.append("fail")
+        plan = build_plan(kind, draws, failure, faults, scale)
+        task_faults.extend(plan.faults)
+        if faults.lag > 0:
+            task_faults.append("lag")
+        task = Task(
+            task_id=_stable_hex(self.config.seed, "task", index)[:32],
+            index=index,
+            kind=kind,
+            path=path,
+            params=dict(body),
+            submitted_at=now,
+            draws=draws,
+            plan=plan,
+            tracks=self._tracks(kind, body, index, draws, source),
+            callback_url=str(body["callBackUrl"]),
+            cost=COSTS[kind],
+            lag=faults.lag * scale,
+            source_task_id=source.task.task_id if source.task else None,
+            source_audio_id=source.track.audio_id if source.track else None,
+            faults=tuple(task_faults),
+        )
+        self._tasks[task.task_id] = task
+        for n, track in enumerate(task.tracks):
+            self._audio_index[track.audio_id] = (task.task_id, n)
+        if kind in EXCLUSIVE_KINDS and task.source_audio_id is not None:
+            self._exclusive[(kind, task.source_audio_id)] = task.task_id
+        self._spent += task.cost
+        if failure is not None and failure.refund:
+            self._refunds.append((task.completed_at, task.cost))
+        timeout = self.config.callback_timeout_s or (10.0 if task.is_music else 15.0)
+        early: list[Delivery] = []
+        for planned in plan.callbacks:
+            delivery = Delivery(
+                task_id=task.task_id,
+                stage_index=planned.stage_index,
+                stage=planned.callback,
+                url=task.callback_url,
+                timeout_s=timeout,
+                terminal=plan.stages[planned.stage_index].terminal,
+                copy=planned.copy,
+                early=planned.early,
+            )
+            if planned.early:
+                early.append(delivery)
+            else:
+                self.delivery.schedule(delivery, now + planned.due)
+        return task, early
+
+    # -- callbacks ------------------------------------------------------------------------
+    def _callback_body(self, delivery: Delivery) -> dict[str, Any] | None:
+        with self._lock:
+            task = self._tasks.get(delivery.task_id)
+            if task is None:
+                return None
+            return payloads.callback_body(task, delivery.stage_index, self._url)
+
+    def _callback_gave_up(self, delivery: Delivery, now: float) -> None:
+        if not (delivery.terminal and self.config.callback_exception_on_give_up):
+            return
+        with self._lock:
+            task = self._tasks.get(delivery.task_id)
+            if task is None or not task.succeeds or task.callback_exception_at is not None:
+                return
+            if self.ledger.delivered(task.task_id, delivery.stage):
+                return
+            task.callback_exception_at = max(now, task.completed_at)
+
+    # -- record-info ----------------------------------------------------------------------
+    def detail(
+        self, path: str, task_id: str | None, key_ok: bool, request_faults: RequestFaults
+    ) -> Answer:
+        now = self.clock()
+        families = DETAIL_PATHS[path]
+        if not key_ok:
+            answer = self._error("unauthorized", request_faults)
+            return self._reject(path, answer, now, request_faults, taskId=task_id)
+        if not task_id:
+            answer = self._error("missing_field", request_faults, "taskId")
+            return self._reject(path, answer, now, request_faults, taskId=task_id)
+        applied = request_faults.names()
+        answer = self._detail(families, task_id, request_faults, now, applied)
+        status = None
+        if isinstance(answer.data, dict):
+            status = answer.data.get("status") or answer.data.get("successFlag")
+        self.ledger.poll(
+            task_id,
+            {
+                "taskId": task_id,
+                "path": path,
+                "code": answer.code,
+                "http_status": answer.http_status,
+                "status": status,
+                "faults": applied,
+                **stamp(now),
+            },
+        )
+        if answer.code != 200:
+            self._reject(path, answer, now, request_faults, taskId=task_id)
+        return answer
+
+    def _detail(
+        self,
+        families: frozenset[str],
+        task_id: str,
+        request_faults: RequestFaults,
+        now: float,
+        applied: list[str],
+    ) -> Answer:
+        if self.dice.roll("poll_error", self._faults.poll_error):
+            applied.append("poll_error")
+            return self._server_fault("poll_error", request_faults)
+        if not self._poll_limit.admit(task_id, now):
+            applied.append("limit")
+            return self._error("rate_limited", request_faults, headers={"Retry-After": "1"})
+        with self._lock:
+            task = self._tasks.get(task_id)
+            if task is None or task.kind not in families:
+                return self._error("not_found", request_faults)
+            return Answer(200, "success", payloads.record(task, now, self._url))
+
+    # -- artifacts ------------------------------------------------------------------------
+    def _url(self, task: Task, name: str, route: Route, channel: Channel) -> str:
+        """A signed URL for artifact ``name`` (called with the lock held)."""
+        now = self.clock()
+        if channel == "callback":
+            expired = self.dice.roll("expire", self._faults.expire)
+        else:  # record-info: only the first hand-out of an artifact may come expired
+            key = f"{route}:{name}"
+            expired = key not in task.handed_out and self.dice.roll("expire", self._faults.expire)
+            task.handed_out.add(key)
+        ttl_ms = int(self.config.effective_url_ttl_s * 1000)
+        expires_ms = int(now * 1000) - 1000 if expired else int(now * 1000) + ttl_ms
+        segment = name.rsplit(".", 1)[0] if route == "stream" else name
+        path = f"/{route}/{segment}"
+        info = self._artifact_info.get(name)
+        if info is None:
+            data = artifact_bytes(name)
+            info = {
+                "bytes": len(data),
+                "sha256": sha256_hex(data),
+                "content_type": content_type(name),
+                "taskId": task.task_id,
+            }
+            self._artifact_info[name] = info
+        self.ledger.artifact(name, info, expired=expired)
+        return f"{self.base_url}{path}?{self._signer.query(path, expires_ms)}"
+
+    def artifact(
+        self,
+        route: str,
+        segment: str,
+        expires: str | None,
+        sig: str | None,
+        range_header: str | None,
+    ) -> ArtifactResponse:
+        """Serve one artifact download (GET/HEAD ``/files|/cdn|/stream/<segment>``)."""
+        now = self.clock()
+        name = f"{segment}.mp3" if route == "stream" else segment
+        check = self._signer.check(f"/{route}/{segment}", expires, sig, now)
+        with self._lock:
+            known = name in self._artifact_info
+        if check != "ok" or not known or not is_known_extension(name):
+            self.ledger.download(name, served=False)
+            if check == "expired":
+                return _xml_error(403, "AccessDenied", "Request has expired")
+            if check == "bad_signature":
+                return _xml_error(403, "AccessDenied", "Signature does not match")
+            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
+        data = artifact_bytes(name)
+        headers = {
+            "Content-Type": content_type(name),
+            "Accept-Ranges": "bytes",
+            "ETag": f'"{sha256_hex(data)[:32]}"',
+            "Cache-Control": "private, max-age=0",
+        }
+        try:
+            wanted = parse_range(range_header, len(data))
+        except RangeNotSatisfiable:
+            headers = {"Content-Range": f"bytes */{len(data)}", "Content-Type": "text/plain"}
+            return ArtifactResponse(416, headers, b"")
+        self.ledger.download(name, served=True)
+        if wanted is None:
+            headers["Content-Length"] = str(len(data))
+            return ArtifactResponse(200, headers, data)
+        start, end = wanted
+        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        headers["Content-Length"] = str(end - start + 1)
+        return ArtifactResponse(206, headers, data[start : end + 1])
+
+    # -- ledger ---------------------------------------------------------------------------
+    def ledger_snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        data = self.ledger.snapshot()
+        with self._lock:
+            tasks = {task.task_id: self._task_entry(task, now) for task in self._tasks.values()}
+            balance = self._credit_start - self._spent + self._refunded(now)
+        return {
+            "now": now,
+            "now_iso": iso(now),
+            "config": {
+                "profile": self.profile.name,
+                "time_scale": self.config.time_scale,
+                "seed": self.config.seed,
+                "faults": self._faults.to_spec(),
+                "url_ttl_s": self.config.effective_url_ttl_s,
+                "signed_callbacks": self.config.hmac_key is not None,
+            },
+            "credits": {"start": self.config.credits, "balance": balance},
+            "submits": data["submits"],
+            "polls": data["polls"],
+            "poll_log": data["poll_log"],
+            "callbacks": data["callbacks"],
+            "tasks": tasks,
+            "artifacts": data["artifacts"],
+            "rejected": data["rejected"],
+        }
+
+    def _task_entry(self, task: Task, now: float) -> dict[str, Any]:
+        plan = task.plan
+        done = now >= task.completed_at
+        stages = []
+        for index, stage in enumerate(plan.stages):
+            sent = self.ledger.first_sent(task.task_id, stage.callback) if stage.callback else None
+            stages.append(
+                {
+                    "status": stage.status,
+                    "callbackType": stage.callback,
+                    "reached_at": task.reached_at(index),
+                    "visible_at": task.visible_at(index),
+                    "visible_at_iso": iso(task.visible_at(index)),
+                    "callback_dropped": index in plan.dropped,
+                    "callback_first_sent_at": sent,
+                }
+            )
+        terminal = plan.terminal
+        terminal_sent = (
+            self.ledger.first_sent(task.task_id, terminal.callback) if terminal.callback else None
+        )
+        first_sent = self.ledger.first_sent_any(task.task_id)
+        failure = plan.failure
+        return {
+            "kind": task.kind,
+            "path": task.path,
+            "index": task.index,
+            "status": task.status(now),
+            "terminal_status": terminal.status,
+            "submitted_at": task.submitted_at,
+            "submitted_at_iso": iso(task.submitted_at),
+            "completed_at": task.completed_at if done else None,
+            "completed_at_iso": iso(task.completed_at) if done else None,
+            "planned_completed_at": task.completed_at,
+            "first_callback_at": first_sent,
+            "first_callback_at_iso": iso(first_sent),
+            "terminal_callback_at": terminal_sent,
+            "terminal_callback_at_iso": iso(terminal_sent),
+            "callback_exception_at": task.callback_exception_at,
+            "callback_url": task.callback_url,
+            "error_code": failure.code if failure else None,
+            "error_message": failure.message if failure else None,
+            "faults": list(task.faults),
+            "lag_s": task.lag,
+            "stages": stages,
+            "callbacks_planned": [
+                {
+                    "stage": planned.callback,
+                    "copy": planned.copy,
+                    "early": planned.early,
+                    "due_at": task.submitted_at + planned.due,
+                }
+                for planned in plan.callbacks
+            ],
+            "polls": self.ledger.polls_of(task.task_id),
+            "credits": task.cost,
+            "audio_ids": [track.audio_id for track in task.tracks],
+            "source_task_id": task.source_task_id,
+            "source_audio_id": task.source_audio_id,
+        }
+
+
+@dataclass(frozen=True)
+class _Source:
+    """What a request's taskId/audioId point at, and a failure they force (451 ...)."""
+
+    task: Task | None
+    track: Track | None
+    failure: Failure | None
+
+
+def _xml_error(status: int, code: str, message: str) -> ArtifactResponse:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    ).encode()
+    headers = {"Content-Type": "application/xml", "Content-Length": str(len(body))}
+    return ArtifactResponse(status, headers, body)

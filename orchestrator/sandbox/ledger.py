@@ -1,0 +1,121 @@
+"""What the sandbox saw and did, for tests, benchmarks and chaos runs to count.
+
+The ledger only appends; :meth:`Ledger.snapshot` copies it as JSON-ready data. The ``tasks``
+section is computed by the engine (it depends on the moment it is asked), see
+``Engine.ledger``. docs/sandbox.md describes every field.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import defaultdict
+from typing import Any
+
+from orchestrator.sandbox.payloads import iso
+
+
+class Ledger:
+    """Thread-safe append-only record of submits, polls, callbacks, artifacts, refusals."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._submits: list[dict[str, Any]] = []
+            self._polls: dict[str, int] = defaultdict(int)
+            self._poll_log: list[dict[str, Any]] = []
+            self._callbacks: list[dict[str, Any]] = []
+            self._artifacts: dict[str, dict[str, Any]] = {}
+            self._rejected: list[dict[str, Any]] = []
+            #: (taskId, callbackType) -> time its first attempt started
+            self._first_sent: dict[tuple[str, str], float] = {}
+            #: taskId -> time the first attempt of any of its callbacks started
+            self._first_sent_task: dict[str, float] = {}
+            #: (taskId, callbackType) of deliveries the receiver accepted (2xx)
+            self._delivered: set[tuple[str, str]] = set()
+
+    # -- recording ------------------------------------------------------------------------
+    def submit(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._submits.append(entry)
+
+    def poll(self, task_id: str, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._polls[task_id] += 1
+            self._poll_log.append(entry)
+
+    def rejected(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._rejected.append(entry)
+
+    def callback_attempt(self, entry: dict[str, Any]) -> None:
+        with self._lock:
+            self._callbacks.append(entry)
+            key, started = (entry["taskId"], entry["stage"]), entry["time"]
+            self._first_sent[key] = min(self._first_sent.get(key, started), started)
+            task_id = entry["taskId"]
+            if entry.get("ok"):
+                self._delivered.add(key)
+            self._first_sent_task[task_id] = min(
+                self._first_sent_task.get(task_id, started), started
+            )
+
+    def artifact(self, name: str, info: dict[str, Any], *, expired: bool = False) -> None:
+        """Count one hand-out of an artifact's URL (``expired``: the ``expire`` fault hit)."""
+        with self._lock:
+            entry = self._artifacts.get(name)
+            if entry is None:
+                entry = {
+                    **info,
+                    "handed_out": 0,
+                    "handed_out_expired": 0,
+                    "downloads": 0,
+                    "refused": 0,
+                }
+                self._artifacts[name] = entry
+            entry["handed_out"] += 1
+            if expired:
+                entry["handed_out_expired"] += 1
+
+    def download(self, name: str, *, served: bool) -> None:
+        with self._lock:
+            entry = self._artifacts.get(name)
+            if entry is not None:
+                entry["downloads" if served else "refused"] += 1
+
+    # -- reading --------------------------------------------------------------------------
+    def first_sent(self, task_id: str, stage: str) -> float | None:
+        with self._lock:
+            return self._first_sent.get((task_id, stage))
+
+    def delivered(self, task_id: str, stage: str) -> bool:
+        """Whether some attempt of that stage's callback was accepted by the receiver."""
+        with self._lock:
+            return (task_id, stage) in self._delivered
+
+    def first_sent_any(self, task_id: str) -> float | None:
+        with self._lock:
+            return self._first_sent_task.get(task_id)
+
+    def polls_of(self, task_id: str) -> int:
+        with self._lock:
+            return self._polls.get(task_id, 0)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "submits": copy.deepcopy(self._submits),
+                "polls": dict(self._polls),
+                "poll_log": copy.deepcopy(self._poll_log),
+                "callbacks": copy.deepcopy(self._callbacks),
+                "artifacts": copy.deepcopy(self._artifacts),
+                "rejected": copy.deepcopy(self._rejected),
+            }
+
+
+def stamp(epoch: float) -> dict[str, Any]:
+    """``{"time": epoch, "time_iso": ISO 8601}`` for a ledger entry."""
+    return {"time": epoch, "time_iso": iso(epoch)}
