@@ -1,0 +1,171 @@
+"""The side-by-side markdown table (with ratios to each baseline), the targets, the chart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SYSTEMS = ("orchestrator", "recipe", "apscheduler", "celery")
+#: (scenario prefix, figure, label, format)
+ROWS: tuple[tuple[str, str, str, str], ...] = (
+    ("healthy", "latency_ms_p50", "callbacks healthy: detection p50 (ms)", "{:.0f}"),
+    ("healthy", "latency_ms_p99", "callbacks healthy: detection p99 (ms)", "{:.0f}"),
+    ("healthy", "requests_per_job", "callbacks healthy: upstream requests/job", "{:.2f}"),
+    ("healthy", "polls_per_job", "callbacks healthy: polls/job", "{:.2f}"),
+    ("drop-50", "latency_ms_p50", "50 % dropped: detection p50 (ms)", "{:.0f}"),
+    ("drop-50", "latency_ms_p99", "50 % dropped: detection p99 (ms)", "{:.0f}"),
+    ("drop-50", "requests_per_job", "50 % dropped: upstream requests/job", "{:.2f}"),
+    ("drop-all", "latency_ms_p50", "all dropped: detection p50 (ms)", "{:.0f}"),
+    ("drop-all", "latency_ms_p99", "all dropped: detection p99 (ms)", "{:.0f}"),
+    ("drop-all", "requests_per_job", "all dropped: upstream requests/job", "{:.2f}"),
+    ("chaos", "correct", "chaos: finished correctly", "{:.0f}"),
+    ("chaos", "wrong", "chaos: finished wrongly", "{:.0f}"),
+    ("chaos", "lost", "chaos: lost (no outcome)", "{:.0f}"),
+    ("chaos", "submitted_twice", "chaos: submitted twice", "{:.0f}"),
+    ("chaos", "requests_per_job", "chaos: upstream requests/job", "{:.2f}"),
+    ("scale", "lateness_s_p50", "scale {n}: poll lateness p50 (s)", "{:.3f}"),
+    ("scale", "lateness_s_p99", "scale {n}: poll lateness p99 (s)", "{:.3f}"),
+    ("scale", "polls_per_s", "scale {n}: polls/s achieved (needed {need:.0f})", "{:.1f}"),
+    ("scale", "cpu_s", "scale {n}: CPU seconds", "{:.1f}"),
+    ("scale", "peak_rss_mb", "scale {n}: peak RSS (MB)", "{:.0f}"),
+    ("ingest", "callbacks_per_s", "ingest: acknowledged callbacks/s", "{:.0f}"),
+    ("ingest", "response_ms_p99", "ingest: response p99 (ms)", "{:.1f}"),
+    ("ingest", "lost", "ingest: acknowledged but not stored", "{:.0f}"),
+)
+
+
+def _fmt(value: Any, fmt: str) -> str:
+    return "n/a" if value is None else fmt.format(value)
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if a is None or b is None:
+        return "n/a"
+    if b == 0:
+        return "=" if a == 0 else "n/a"
+    return f"{a / b:.2f}x"
+
+
+def markdown(results: dict[str, Any]) -> str:
+    scenarios = results.get("scenarios", {})
+    present = [s for s in SYSTEMS if any(s in sc.get("systems", {}) for sc in scenarios.values())]
+    baselines = [s for s in present if s != "orchestrator"]
+    head = ["figure", *present, *[f"orch / {b}" for b in baselines]]
+    lines = [
+        f"Mode: {results.get('mode')}; sandbox time scale {results.get('time_scale')} "
+        f"(the 30 s poll interval is {results.get('poll_interval_wall_s')} s of wall time in "
+        "the latency and chaos scenarios, a real 30 s in the scale scenario).",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for prefix, fig, label, fmt in ROWS:
+        for name, sc in scenarios.items():
+            if name != prefix and not (prefix == "scale" and name.startswith("scale-")):
+                continue
+            systems = sc.get("systems", {})
+            need = next((v.get("polls_per_s_needed", 0) for v in systems.values()), 0)
+            row = [label.format(n=f"{sc.get('jobs', '')}", need=need)]
+            row += [_fmt(systems.get(s, {}).get(fig), fmt) for s in present]
+            orch = systems.get("orchestrator", {}).get(fig)
+            row += [_ratio(orch, systems.get(b, {}).get(fig)) for b in baselines]
+            lines.append("| " + " | ".join(row) + " |")
+    for name, reason in results.get("unavailable", {}).items():
+        lines.append(f"\n{name}: unavailable ({reason})")
+    lines += ["", *targets(results)]
+    return "\n".join(lines) + "\n"
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    sc = results.get("scenarios", {})
+    orch = {k: v.get("systems", {}).get("orchestrator", {}) for k, v in sc.items()}
+    out = ["Targets (orchestrator):", ""]
+
+    def line(name: str, value: Any, ok: bool | None, detail: str) -> None:
+        mark = "n/a" if ok is None else ("met" if ok else "MISSED")
+        out.append(f"- {name}: {mark} ({detail if value is not None else 'not measured'})")
+
+    h = orch.get("healthy", {})
+    p99 = h.get("latency_ms_p99")
+    line(
+        "callback to verified terminal p99 <= 50 ms + one round trip",
+        p99,
+        None if p99 is None else p99 <= 60,
+        f"p99 {p99} ms",
+    )
+    ppj = h.get("polls_per_job")
+    line(
+        "at most 2 polls per job with healthy callbacks",
+        ppj,
+        None if ppj is None else ppj <= 2,
+        f"{ppj} polls/job",
+    )
+    scale = next((v for k, v in orch.items() if k.startswith("scale-")), {})
+    n = next((v.get("jobs") for k, v in sc.items() if k.startswith("scale-")), None)
+    late = scale.get("lateness_s_p99")
+    line(
+        f"10,000 in-flight at 30 s, lateness p99 < 1 s (ran {n})",
+        late,
+        None if late is None or n != 10_000 else late < 1,
+        f"p99 {late} s at {n} jobs",
+    )
+    rss = scale.get("peak_rss_mb")
+    line(
+        f"peak RSS < 150 MB at 10,000 jobs (ran {n})",
+        rss,
+        None if rss is None or n != 10_000 else rss < 150,
+        f"{rss} MB at {n} jobs",
+    )
+    ing = orch.get("ingest", {})
+    rate, lost = ing.get("callbacks_per_s"), ing.get("lost")
+    line(
+        ">= 1,000 acknowledged callbacks/s, none lost",
+        rate,
+        None if rate is None else rate >= 1000 and lost == 0,
+        f"{rate} /s, {lost} lost",
+    )
+    return out
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sc = results.get("scenarios", {})
+    panels = [
+        (
+            "detection p99 (ms, log)",
+            [(k, "latency_ms_p99") for k in ("healthy", "drop-50", "drop-all")],
+            True,
+        ),
+        (
+            "upstream requests / job",
+            [(k, "requests_per_job") for k in ("healthy", "drop-50", "drop-all", "chaos")],
+            False,
+        ),
+        (
+            "poll lateness p99 (s)",
+            [(k, "lateness_s_p99") for k in sc if k.startswith("scale-")],
+            False,
+        ),
+        ("callbacks / s", [("ingest", "callbacks_per_s")], False),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(18, 4.5))
+    for ax, (title, series, log) in zip(axes, panels, strict=True):
+        groups = [k for k, _ in series if k in sc]
+        width = 0.8 / len(SYSTEMS)
+        for i, system in enumerate(SYSTEMS):
+            values = [sc[k]["systems"].get(system, {}).get(f) or 0 for k, f in series if k in sc]
+            xs = [j + i * width for j in range(len(groups))]
+            ax.bar(xs, values, width, label=system)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(groups))], groups)
+        ax.set_title(title)
+        if log:
+            ax.set_yscale("log")
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"orchestrator vs baselines ({results.get('mode')} run)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
