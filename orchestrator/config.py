@@ -53,10 +53,11 @@ class PollingSettings:
     jitter: float = 0.1
     deadline_s: float = 1800.0
     #: the scheduler's tick: how often due work is looked for (callbacks wake it at once)
-    tick_s: float = 0.5
+    tick_s: float = 0.2
     concurrency: int = 8
     batch: int = 200
     confirm_delay_s: float = 2.0
+    callback_poll_factor: float = 4.0
     backoff_base_s: float = 5.0
     backoff_max_s: float = 600.0
     late_poll_interval_s: float = 300.0
@@ -93,6 +94,14 @@ class CallbackSettings:
     mode: str = "verify"
     threads: int = 8
     max_body_bytes: int = 1024 * 1024
+    #: name of the environment variable holding kie.ai's callback HMAC key ("" = no signing)
+    hmac_key_env: str = ""
+    #: how far a signature's timestamp may be from now, seconds (both directions)
+    hmac_tolerance_s: float = 300.0
+    #: CIDRs callbacks may come from (empty = anyone)
+    allowed_sources: tuple[str, ...] = ()
+    #: CIDRs of reverse proxies whose X-Forwarded-For is believed (empty = none)
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,7 @@ class Settings:
             poll_backoff_base_s=p.backoff_base_s,
             poll_backoff_max_s=p.backoff_max_s,
             confirm_delay_s=p.confirm_delay_s,
+            callback_poll_factor=p.callback_poll_factor,
             submit_max_attempts=s.max_attempts,
             submit_backoff_base_s=s.backoff_base_s,
             submit_backoff_max_s=s.backoff_max_s,
@@ -361,6 +371,7 @@ def _validate(s: Settings, where: str) -> None:
     if urlsplit(s.callbacks.public_url).scheme not in ("http", "https"):
         raise ConfigError(f"{where} [callbacks] public_url: must be an http(s) URL")
     parse_listen(s.callbacks.listen, f"{where} [callbacks] listen")
+    _validate_callback_auth(s.callbacks, where)
     if s.logging.format not in ("json", "console"):
         raise ConfigError(f"{where} [logging] format: must be json or console")
     if s.logging.level.lower() not in ("debug", "info", "warning", "error"):
@@ -390,6 +401,23 @@ def _validate(s: Settings, where: str) -> None:
         raise ConfigError(f"{where} [downloads] allowed_networks: {exc}") from exc
     if not s.storage.url.startswith(("sqlite:", "postgresql")):
         raise ConfigError(f"{where} [storage] url: must be a sqlite:/// or postgresql URL")
+
+
+def _validate_callback_auth(c: CallbackSettings, where: str) -> None:
+    from orchestrator.web.callback_auth import parse_networks
+
+    if c.max_body_bytes < 1:
+        raise ConfigError(f"{where} [callbacks] max_body_bytes: must be at least 1")
+    if not c.hmac_tolerance_s > 0:
+        raise ConfigError(f"{where} [callbacks] hmac_tolerance_s: must be greater than 0")
+    for name, values in (
+        ("allowed_sources", c.allowed_sources),
+        ("trusted_proxies", c.trusted_proxies),
+    ):
+        try:
+            parse_networks(values, name)
+        except ValueError as exc:
+            raise ConfigError(f"{where} [callbacks] {exc}") from None
 
 
 def parse_listen(value: str, where: str = "listen") -> tuple[str, int]:

@@ -60,6 +60,9 @@ class Policy:
     #: a callback claimed more than the poll it triggered confirmed (record-info lags): poll
     #: once more this soon, then return to the normal interval
     confirm_delay_s: float = 2.0
+    #: a progress callback proves callbacks work for a job: its next poll moves out to this
+    #: many intervals (a safety net); only a terminal callback triggers an immediate poll
+    callback_poll_factor: float = 4.0
     submit_max_attempts: int = 8
     submit_backoff_base_s: float = 2.0
     submit_backoff_max_s: float = 300.0
@@ -404,9 +407,23 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
             # polling continues until terminal in both modes
             transition.changes.setdefault("next_poll_at", _next_poll(job, now, policy))
         return transition
-    # verify mode: the callback only says "look now"; only a claim beyond what we know wakes
+    # verify mode: the callback only says "look now"; only a claim beyond what we know counts
     if job.state == S.SUCCEEDED or rank <= max(confirmed, hint_rank):
         return None
+    if report.status not in (UpstreamStatus.SUCCESS, UpstreamStatus.FAILED):
+        # Progress: callbacks are flowing for this job, so the outcome will be announced too.
+        # Keep only a slow safety-net poll instead of polling on every stage (each stage can
+        # push it once, so a forged callback delays polling by a bounded amount).
+        safety = _after(now, policy.poll_interval_s * policy.callback_poll_factor)
+        return Transition(
+            job.state,
+            {
+                "hint": report.status.value,
+                "hint_polls": 0,
+                "next_poll_at": max(job.next_poll_at or safety, safety),
+            },
+            f"callback claims {report.status.value}: callbacks alive, safety-net poll later",
+        )
     return Transition(
         job.state,
         {"hint": report.status.value, "hint_polls": 0, "next_poll_at": now},

@@ -364,11 +364,30 @@ def test_reports_by_state_and_delivery(
     assert is_allowed(state, transition.to_state)
     assert RANK[transition.to_state] >= RANK[state]
     if delivery == "verify":
-        # a verify-mode callback only says "look now"
+        # a verify-mode callback never changes state or result: a terminal claim says "look
+        # now"; a progress claim moves the next poll out to the safety-net interval
         assert transition.to_state == state
         assert set(transition.changes) <= {"hint", "hint_polls", "next_poll_at"}
-        assert transition.changes["next_poll_at"] == NOW
-        assert transition.wake_poller
+        terminal = REPORTS[status].status in (U.SUCCESS, U.FAILED)
+        if terminal:
+            assert transition.changes["next_poll_at"] == NOW
+            assert transition.wake_poller
+        else:
+            safety = NOW + timedelta(seconds=POLICY.poll_interval_s * POLICY.callback_poll_factor)
+            assert transition.changes["next_poll_at"] >= safety
+            assert not transition.wake_poller
+
+
+def test_progress_callbacks_cannot_push_polling_out_repeatedly() -> None:
+    """Only a claim beyond what is known moves the poll: duplicates change nothing."""
+    job = fold(job_in(S.PENDING), CallbackReceived(report(U.TEXT_SUCCESS)))
+    assert decide(job, CallbackReceived(report(U.TEXT_SUCCESS)), NOW, POLICY) is None
+    job = fold(job, CallbackReceived(report(U.FIRST_SUCCESS)))
+    assert decide(job, CallbackReceived(report(U.FIRST_SUCCESS)), NOW, POLICY) is None
+    limit = NOW + timedelta(seconds=POLICY.poll_interval_s * POLICY.callback_poll_factor)
+    assert job.next_poll_at is not None and job.next_poll_at <= limit
+    terminal = check(job, CallbackReceived(report(U.SUCCESS)))
+    assert terminal.wake_poller and terminal.changes["next_poll_at"] == NOW
 
 
 @pytest.mark.parametrize("state", sorted(TERMINAL))
