@@ -15,6 +15,7 @@ against SQLite and PostgreSQL):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -36,6 +37,27 @@ DOWNLOAD = Claim("download")  #: succeeded jobs with a pending artifact whose ne
 DEADLINE = Claim("deadline")  #: pending/running jobs whose deadline_at <= now
 STALE_SUBMIT = Claim("stale_submit")  #: submitting jobs whose lease expired (worker died)
 UNCERTAIN = Claim("uncertain")  #: uncertain jobs whose state_since <= now - grace (see claim)
+
+
+class UnitOfWork(Protocol):
+    """One write transaction for several observations (group commit): reads see its writes."""
+
+    def get_job(self, job_id: int) -> Job:
+        """The job as of this transaction; :class:`JobNotFound` if there is none."""
+        ...
+
+    def apply(
+        self,
+        job: Job,
+        updated: Job | None,
+        event: NewEvent,
+        now: datetime,
+        *,
+        token_hash: str | None = None,
+        release_owner: str | None = None,
+    ) -> Job:
+        """As :meth:`Store.apply`, inside this transaction (nothing is durable until it ends)."""
+        ...
 
 
 class Store(Protocol):
@@ -95,6 +117,11 @@ class Store(Protocol):
         checked and bumped, so an observation cannot slip past a concurrent change. Returns the
         job as stored.
         """
+        ...
+
+    def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:
+        """A write transaction in which several jobs are read, decided and applied; it
+        commits once on exit (one fsync for the lot) or rolls back on an exception."""
         ...
 
     def claim(

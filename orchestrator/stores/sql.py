@@ -17,8 +17,10 @@ PostgreSQL, on SQLAlchemy Core over the SQLModel tables in :mod:`orchestrator.st
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -47,6 +49,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
+from orchestrator import faultpoints
 from orchestrator.clock import ensure_utc
 from orchestrator.domain import (
     Artifact,
@@ -67,6 +70,7 @@ from orchestrator.stores.base import (
     SUBMIT,
     UNCERTAIN,
     Claim,
+    UnitOfWork,
 )
 from orchestrator.stores.sqlite import READ_ONLY, create_sqlite_engine
 from orchestrator.stores.tables import (
@@ -147,6 +151,14 @@ class SQLStore:
         if schema is not None and (backend != "postgresql" or not _IDENTIFIER.match(schema)):
             raise ValueError(f"schema must be a plain identifier on PostgreSQL, got {schema!r}")
         self._postgres = backend == "postgresql"
+        #: SQLite has one writer at a time. Writers of this process queue here, where a
+        #: released lock hands over at once, instead of in SQLite's busy handler, which naps
+        #: 1, 2, 5, 10... ms between tries: under 8 callback threads that napping was most of
+        #: a callback's time (py-spy, docs/performance.md). Other processes still meet the
+        #: busy timeout. PostgreSQL has row locks and needs none of this.
+        self._write_lock: threading.Lock | contextlib.nullcontext[None] = (
+            contextlib.nullcontext() if self._postgres else threading.Lock()
+        )
         #: "in a pollable state". Without statistics SQLite's planner would pick a state index
         #: for this term and sort every pollable job on each claim; likely() tells it the term
         #: is not selective, so it walks ix_jobs_next_poll_at in order and stops at the limit
@@ -185,7 +197,7 @@ class SQLStore:
     def _write(self) -> Iterator[Connection]:
         """One write transaction (SQLite: BEGIN IMMEDIATE); SQLAlchemy errors → StoreError."""
         try:
-            with self._engine.begin() as conn:
+            with self._write_lock, self._engine.begin() as conn:
                 yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"database write failed: {_describe(exc)}") from exc
@@ -301,10 +313,13 @@ class SQLStore:
 
     def _find_job(self, where: ColumnElement[bool]) -> Job | None:
         with self._read() as conn:
-            row = conn.execute(select(JOBS).where(where)).mappings().first()
-            if row is None:
-                return None
-            return _job_from_row(row, _load_artifacts(conn, [row["id"]]).get(row["id"], ()))
+            return self._find_job_on(conn, where)
+
+    def _find_job_on(self, conn: Connection, where: ColumnElement[bool]) -> Job | None:
+        row = conn.execute(select(JOBS).where(where)).mappings().first()
+        if row is None:
+            return None
+        return _job_from_row(row, _load_artifacts(conn, [row["id"]]).get(row["id"], ()))
 
     def list_jobs(
         self,
@@ -363,6 +378,28 @@ class SQLStore:
         token_hash: str | None = None,
         release_owner: str | None = None,
     ) -> Job:
+        with self._write() as conn:
+            return self._apply_on(
+                conn, job, updated, event, now, token_hash=token_hash, release_owner=release_owner
+            )
+
+    @contextmanager
+    def unit_of_work(self) -> Iterator[UnitOfWork]:
+        """One write transaction for several read-decide-apply steps (group commit)."""
+        with self._write() as conn:
+            yield _SQLUnit(self, conn)
+
+    def _apply_on(
+        self,
+        conn: Connection,
+        job: Job,
+        updated: Job | None,
+        event: NewEvent,
+        now: datetime,
+        *,
+        token_hash: str | None = None,
+        release_owner: str | None = None,
+    ) -> Job:
         now = ensure_utc(now)
         values: dict[str, Any] = {"version": job.version + 1}
         artifacts_changed = False
@@ -390,20 +427,18 @@ class SQLStore:
             "payload": _dumps(event.payload),
             "note": event.note,
         }
-        with self._write() as conn:
-            if conn.execute(cas).rowcount != 1:
-                raise StaleJob(
-                    f"job {job.key!r} changed since version {job.version}: reload and decide again"
-                )
-            conn.execute(insert(EVENTS).values(event_row))
-            if updated is not None and artifacts_changed:
-                self._write_artifacts(conn, job, updated)
-            if token_hash is not None:
-                conn.execute(
-                    insert(CALLBACK_TOKENS).values(
-                        token_hash=token_hash, job_id=job.id, created_at=now
-                    )
-                )
+        if conn.execute(cas).rowcount != 1:
+            raise StaleJob(
+                f"job {job.key!r} changed since version {job.version}: reload and decide again"
+            )
+        conn.execute(insert(EVENTS).values(event_row))
+        if updated is not None and artifacts_changed:
+            self._write_artifacts(conn, job, updated)
+        if token_hash is not None:
+            conn.execute(
+                insert(CALLBACK_TOKENS).values(token_hash=token_hash, job_id=job.id, created_at=now)
+            )
+        faultpoints.reach("store.before_commit")
         return _in_utc(replace(updated if updated is not None else job, version=job.version + 1))
 
     def _write_artifacts(self, conn: Connection, job: Job, updated: Job) -> None:
@@ -827,3 +862,31 @@ def _describe(exc: SQLAlchemyError) -> str:
     """The driver's message, without the SQL and bound parameters SQLAlchemy appends."""
     orig = getattr(exc, "orig", None)
     return f"{type(exc).__name__}: {orig if orig is not None else exc}".strip()
+
+
+class _SQLUnit:
+    """A write transaction in progress: reads see its own writes; it commits as one."""
+
+    def __init__(self, store: SQLStore, conn: Connection) -> None:
+        self._store = store
+        self._conn = conn
+
+    def get_job(self, job_id: int) -> Job:
+        job = self._store._find_job_on(self._conn, J.id == job_id)
+        if job is None:
+            raise JobNotFound(f"id {job_id}")
+        return job
+
+    def apply(
+        self,
+        job: Job,
+        updated: Job | None,
+        event: NewEvent,
+        now: datetime,
+        *,
+        token_hash: str | None = None,
+        release_owner: str | None = None,
+    ) -> Job:
+        return self._store._apply_on(
+            self._conn, job, updated, event, now, token_hash=token_hash, release_owner=release_owner
+        )

@@ -466,6 +466,40 @@ def test_apply_without_an_update_appends_the_event_and_bumps_the_version(
         store.apply(job, None, event, later)
 
 
+def test_a_unit_of_work_commits_several_applies_at_once(store: SQLStore) -> None:
+    a, b = make(store, "a", state=S.RUNNING, task_id="ta"), make(store, "b", state=S.RUNNING)
+    events_before = len(store.events(a.id))
+    event = NewEvent("callback", "callback_received", {"raw": {"n": 1}})
+    with store.unit_of_work() as unit:
+        first = unit.apply(unit.get_job(a.id), None, event, T0)
+        # reads inside the unit see its own writes: a second observation of the same job
+        again = unit.get_job(a.id)
+        assert again.version == first.version == a.version + 1
+        unit.apply(again, replace(again, polls=5), event, T0)
+        unit.apply(unit.get_job(b.id), replace(b, polls=2), event, T0)
+    assert store.get_job(a.id).polls == 5 and store.get_job(a.id).version == a.version + 2
+    assert store.get_job(b.id).polls == 2
+    assert len(store.events(a.id)) == events_before + 2
+
+
+def test_a_unit_of_work_that_fails_writes_nothing(store: SQLStore) -> None:
+    a = make(store, "a", state=S.RUNNING, task_id="ta")
+    before = (store.get_job(a.id), store.events(a.id))
+    event = NewEvent("callback", "callback_received", {})
+    with pytest.raises(RuntimeError), store.unit_of_work() as unit:
+        unit.apply(unit.get_job(a.id), replace(a, polls=9), event, T0)
+        raise RuntimeError("the writer died mid-batch")
+    assert (store.get_job(a.id), store.events(a.id)) == before
+    stale = replace(a, version=a.version - 1)
+    with store.unit_of_work() as unit:
+        with pytest.raises(StaleJob):
+            unit.apply(stale, None, event, T0)  # a lost compare-and-set writes nothing...
+        unit.apply(unit.get_job(a.id), None, event, T0)  # ...and the unit goes on
+    assert len(store.events(a.id)) == len(before[1]) + 1
+    with store.unit_of_work() as unit, pytest.raises(JobNotFound):
+        unit.get_job(10_000)
+
+
 def test_events_come_oldest_first_and_limit_gives_the_last(store: SQLStore) -> None:
     job = make(store, "j")
     for n in range(3):
