@@ -235,9 +235,11 @@ class Engine:
             "params": body,
             **stamp(now),
             "api_key_ok": key_ok,
-            "faults": request_faults.names(),
+            "faults": request_faults.names(error=False),
         }
         answer, task, early = self._submit(kind, path, body, key_ok, request_faults, now, entry)
+        if request_faults.http200 and answer.code != 200:
+            entry["faults"].append("http200")
         entry["code"] = answer.code
         entry["http_status"] = answer.http_status
         entry["outcome"] = "accepted" if task is not None else "rejected"
@@ -468,8 +470,10 @@ class Engine:
         if not task_id:
             answer = self._error("missing_field", request_faults, "taskId")
             return self._reject(path, answer, now, request_faults, taskId=task_id)
-        applied = request_faults.names()
+        applied = request_faults.names(error=False)
         answer = self._detail(families, task_id, request_faults, now, applied)
+        if request_faults.http200 and answer.code != 200:
+            applied.append("http200")
         status = None
         if isinstance(answer.data, dict):
             status = answer.data.get("status") or answer.data.get("successFlag")

@@ -169,5 +169,9 @@ class RequestFaults:
     #: send an error answer with HTTP 200 (the error only in the envelope ``code``)
     http200: bool = False
 
-    def names(self) -> list[str]:
-        return [name for name in ("slow", "reset", "http200") if getattr(self, name)]
+    def names(self, error: bool = True) -> list[str]:
+        """The faults that shaped an answer (``http200`` only matters for an ``error``)."""
+        names = [name for name in ("slow", "reset") if getattr(self, name)]
+        if self.http200 and error:
+            names.append("http200")
+        return names

@@ -78,7 +78,7 @@ class TaskDraws:
             duplicate_delay=rng.uniform(0.2, 3.0),
             early=rng.random(),
             reorder=rng.random(),
-            reorder_delay=rng.uniform(0.5, 2.0),
+            reorder_delay=rng.uniform(2.0, 5.0),
             fail=rng.random(),
             fail_code=rng.random(),
             time_format=rng.randrange(3),
