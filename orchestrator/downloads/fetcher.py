@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from orchestrator import faultpoints
 from orchestrator.downloads.addresses import AddressPolicy
 from orchestrator.downloads.resolver import Resolver, SystemResolver
 from orchestrator.exceptions import DownloadExpired, DownloadRefused, DownloadTransient
@@ -345,6 +346,7 @@ class Fetcher:
                     )
                 fh.flush()
                 os.fsync(fh.fileno())
+            faultpoints.reach("download.before_rename")
             os.replace(tmp, dest)
             _fsync_directory(dest.parent)
         except OSError as exc:
