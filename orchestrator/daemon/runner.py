@@ -44,6 +44,7 @@ from orchestrator.states import JobState
 from orchestrator.stores import open_store
 from orchestrator.stores.base import Store
 from orchestrator.web.app import WebContext, create_app
+from orchestrator.web.callback_auth import CallbackAuth
 from orchestrator.web.server import BackgroundServer
 
 log = get_logger("orchestrator.daemon")
@@ -205,6 +206,7 @@ class Daemon:
                     clock=self.clock,
                     mode=s.callbacks.mode,
                     max_body_bytes=s.callbacks.max_body_bytes,
+                    auth=CallbackAuth.from_settings(s.callbacks),
                 )
             )
             try:

@@ -1,10 +1,12 @@
 """The Flask app: the per-job callback endpoint, health, and a small job API.
 
-Callback handling, in order: size cap (413), JSON only (415), token lookup by hash (unknown:
-404, nothing written), JSON parse and schema (400, recorded on the job), task_id check
-(mismatch: 409, recorded as suspicious), then the reconciler — the raw body is committed
-with the event row BEFORE the 2xx goes out. In `verify` mode the callback only wakes the
-poller; in `trust` mode its data is applied directly.
+Callback handling, in order: source allowlist (403, nothing written), size cap (413), token
+lookup by hash (unknown: 404, nothing written), JSON only (415), JSON parse and schema (400,
+recorded on the job), the kie HMAC signature when a key is configured (401, recorded),
+task_id check (mismatch: 409, recorded as suspicious), then the reconciler — the raw body is
+committed with the event row BEFORE the 2xx goes out. In `verify` mode the callback only
+wakes the poller; in `trust` mode its data is applied directly. Bad input never gets a 5xx;
+503 means only "our side failed, retry". docs/security.md has the threat model.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +28,7 @@ from orchestrator.exceptions import (
     CallbackError,
     CallbackNotFound,
     CallbackRejected,
+    CallbackUnauthorized,
     InvalidParams,
     InvalidTransition,
     JobKeyConflict,
@@ -39,6 +42,7 @@ from orchestrator.reconciler import Reconciler
 from orchestrator.service import JobService
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store
+from orchestrator.web.callback_auth import CallbackAuth
 
 log = get_logger("orchestrator.web")
 
@@ -54,6 +58,8 @@ class WebContext:
     clock: Callable[[], datetime]
     mode: str = "verify"
     max_body_bytes: int = 1024 * 1024
+    #: HMAC signature and source-address checks (default: none)
+    auth: CallbackAuth = field(default_factory=CallbackAuth)
 
 
 def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, int]:
@@ -63,6 +69,8 @@ def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, i
 def create_app(ctx: WebContext) -> Flask:
     app = Flask("orchestrator")
     app.config["MAX_CONTENT_LENGTH"] = ctx.max_body_bytes
+    # "/callbacks//x" is a 404, not a redirect to somewhere else
+    app.url_map.merge_slashes = False
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -150,14 +158,24 @@ def _json_body() -> Any:
     if request.mimetype != "application/json":
         raise CallbackRejected("expected Content-Type: application/json", status_code=415)
     try:
-        return json.loads(request.get_data(cache=False))
+        body = json.loads(request.get_data(cache=False), parse_constant=_no_constant)
+        # what cannot be stored as UTF-8 JSON (lone surrogates) is refused here, not at commit
+        json.dumps(body, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except RequestEntityTooLarge:
         raise
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CallbackRejected(f"body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise CallbackRejected("body is not valid JSON: nested too deeply") from None
+    except (ValueError, UnicodeError) as exc:
+        raise CallbackRejected(f"body is not valid JSON: {str(exc)[:200]}") from None
+    return body
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
+    ctx.auth.sources.check(request.remote_addr, request.headers.get("X-Forwarded-For"))
     if request.content_length is not None and request.content_length > ctx.max_body_bytes:
         raise CallbackRejected("body too large", status_code=413)
     if not _TOKEN.fullmatch(token):
@@ -176,6 +194,14 @@ def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
     except CallbackRejected as exc:
         _record_refusal(ctx, job, now, "callback_rejected", exc.message, raw=body)
         raise
+    if ctx.auth.signature is not None:
+        try:
+            ctx.auth.signature.verify_headers(
+                report.task_id or "", request.headers, now.timestamp()
+            )
+        except CallbackUnauthorized as exc:
+            _record_refusal(ctx, job, now, "callback_unauthorized", exc.message, raw=body)
+            raise
     if report.task_id and job.task_id and report.task_id != job.task_id:
         _record_refusal(
             ctx, job, now, "callback_suspicious", "task_id does not match this job", raw=body

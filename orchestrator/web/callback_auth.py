@@ -1,0 +1,214 @@
+"""Who may call back: kie.ai's HMAC signature and a source-address allowlist.
+
+Modelled on svix's ``webhooks.py``: one verification error (:class:`CallbackUnauthorized`),
+checks in a fixed order, the signature compared in constant time, a timestamp tolerance.
+
+kie.ai signs ``task_id + "." + timestamp`` only (not the body):
+``X-Webhook-Signature = base64(HMAC-SHA256(key, task_id + "." + X-Webhook-Timestamp))``.
+A valid signature therefore proves "the upstream sent *a* callback for this task recently",
+never what the body says; that is why verify mode (only record-info changes a job's outcome)
+stays the security boundary even with signing on. A signature seen once is refused for the
+rest of its tolerance window (replay), remembered in memory: one daemon process.
+
+Source addresses: ``allowed_sources`` (CIDRs; empty = anyone) is checked against the peer
+address, or, only when the peer is one of ``trusted_proxies``, against the right-most
+``X-Forwarded-For`` entry that is not itself a trusted proxy.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+from orchestrator.exceptions import CallbackUnauthorized, ConfigError
+from orchestrator.logs import register_secret
+
+if TYPE_CHECKING:
+    from orchestrator.config import CallbackSettings
+
+TIMESTAMP_HEADER = "X-Webhook-Timestamp"
+SIGNATURE_HEADER = "X-Webhook-Signature"
+#: more remembered signatures than this: the oldest are forgotten first (memory bound)
+MAX_REMEMBERED = 100_000
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class _Headers(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+
+def sign(key: str, task_id: str, timestamp: str) -> str:
+    """kie.ai's signature of one callback (what the upstream sends)."""
+    digest = hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+class ReplayCache:
+    """Signatures already accepted, each remembered until its timestamp leaves the window."""
+
+    def __init__(self, max_items: int = MAX_REMEMBERED) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+        self._max = max_items
+
+    def add(self, signature: str, expires_at: float, now: float) -> bool:
+        """Remember ``signature``; False if it was already there (a replay)."""
+        with self._lock:
+            for old in [s for s, exp in self._seen.items() if exp < now]:
+                del self._seen[old]
+            if signature in self._seen:
+                return False
+            self._seen[signature] = expires_at
+            while len(self._seen) > self._max:
+                self._seen.popitem(last=False)
+            return True
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class KieSignature:
+    """Verify ``X-Webhook-Timestamp`` / ``X-Webhook-Signature`` for one task id."""
+
+    def __init__(
+        self, key: str, tolerance_s: float = 300.0, replay: ReplayCache | None = None
+    ) -> None:
+        if not key:
+            raise ValueError("the HMAC key must not be empty")
+        self._key = key.encode()
+        self.tolerance_s = tolerance_s
+        self.replay = replay if replay is not None else ReplayCache()
+
+    def __repr__(self) -> str:  # never the key
+        return f"KieSignature(tolerance_s={self.tolerance_s})"
+
+    def verify_headers(self, task_id: str, headers: _Headers, now: float) -> None:
+        """:meth:`verify` with the two headers read from a request's headers."""
+        self.verify(task_id, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), now)
+
+    def verify(
+        self, task_id: str, timestamp: str | None, signature: str | None, now: float
+    ) -> None:
+        """Raise :class:`CallbackUnauthorized` unless the headers sign ``task_id`` freshly."""
+        if not timestamp or not signature:
+            raise CallbackUnauthorized(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
+        timestamp = timestamp.strip()
+        if not (timestamp.isascii() and timestamp.isdigit()) or len(timestamp) > 12:
+            raise CallbackUnauthorized(f"{TIMESTAMP_HEADER} is not a unix time in seconds")
+        sent = int(timestamp)
+        if sent < now - self.tolerance_s:
+            raise CallbackUnauthorized("signature timestamp too old")
+        if sent > now + self.tolerance_s:
+            raise CallbackUnauthorized("signature timestamp too new")
+        try:
+            given = base64.b64decode(signature.strip().encode("ascii"), validate=True)
+        except (binascii.Error, ValueError, UnicodeEncodeError):
+            raise CallbackUnauthorized(f"{SIGNATURE_HEADER} is not base64") from None
+        expected = hmac.new(self._key, f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
+        if not hmac.compare_digest(expected, given):
+            raise CallbackUnauthorized("signature does not match")
+        if not self.replay.add(base64.b64encode(given).decode(), sent + self.tolerance_s, now):
+            raise CallbackUnauthorized("signature already used (replay)")
+
+
+def parse_networks(values: Sequence[str], what: str) -> tuple[Network, ...]:
+    """CIDRs (a bare address is a /32 or /128); :class:`ValueError` naming the bad one."""
+    nets: list[Network] = []
+    for value in values:
+        try:
+            nets.append(ipaddress.ip_network(value.strip(), strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{what}: {value!r} is not a network: {exc}") from None
+    return tuple(nets)
+
+
+def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    if not value:
+        return None
+    try:
+        ip = ipaddress.ip_address(value.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+@dataclass(frozen=True)
+class SourcePolicy:
+    allowed: tuple[Network, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_strings(
+        cls, allowed: Sequence[str] = (), trusted_proxies: Sequence[str] = ()
+    ) -> SourcePolicy:
+        return cls(
+            parse_networks(allowed, "allowed_sources"),
+            parse_networks(trusted_proxies, "trusted_proxies"),
+        )
+
+    def _trusted(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(ip in net for net in self.trusted_proxies)
+
+    def client(
+        self, remote_addr: str | None, forwarded_for: str | None
+    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+        """The caller's address: the peer, or what trusted proxies say the peer was."""
+        peer = _address(remote_addr)
+        if peer is None or not forwarded_for or not self._trusted(peer):
+            return peer
+        for hop in reversed(forwarded_for.split(",")):
+            ip = _address(hop)
+            if ip is None:
+                return None  # a garbled chain proves nothing
+            if not self._trusted(ip):
+                return ip
+        return peer  # every hop is a trusted proxy: the last one is as close as we get
+
+    def check(self, remote_addr: str | None, forwarded_for: str | None) -> None:
+        if not self.allowed:
+            return
+        ip = self.client(remote_addr, forwarded_for)
+        if ip is None or not any(ip in net for net in self.allowed):
+            raise CallbackUnauthorized("source address not allowed", status_code=403)
+
+
+@dataclass(frozen=True)
+class CallbackAuth:
+    """Everything the endpoint checks beyond the per-job token."""
+
+    signature: KieSignature | None = None
+    sources: SourcePolicy = field(default_factory=SourcePolicy)
+
+    @classmethod
+    def from_settings(
+        cls, settings: CallbackSettings, environ: Mapping[str, str] | None = None
+    ) -> CallbackAuth:
+        """Build from ``[callbacks]``; the HMAC key is read from the named variable only."""
+        env = os.environ if environ is None else environ
+        signature = None
+        if settings.hmac_key_env:
+            key = env.get(settings.hmac_key_env, "")
+            if not key:
+                raise ConfigError(
+                    f"[callbacks] hmac_key_env: environment variable {settings.hmac_key_env} "
+                    "is not set (or empty)"
+                )
+            register_secret(key)
+            signature = KieSignature(key, settings.hmac_tolerance_s)
+        try:
+            sources = SourcePolicy.from_strings(settings.allowed_sources, settings.trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"[callbacks] {exc}") from None
+        return cls(signature=signature, sources=sources)
