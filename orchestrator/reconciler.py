@@ -9,7 +9,7 @@ observation is folded into whatever the job has become meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -26,6 +26,16 @@ from orchestrator.stores.base import Store
 log = get_logger("orchestrator.reconciler")
 
 MAX_RACES = 20
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One observation waiting for a group commit (:meth:`Reconciler.observe_many`)."""
+
+    job_id: int
+    observation: Observation
+    now: datetime
+    raw: Any = None
 
 
 @dataclass(frozen=True)
@@ -70,18 +80,7 @@ class Reconciler:
         """
         current = job
         for _ in range(MAX_RACES):
-            transition = decide(current, observation, now, self.policy)
-            updated = transition.apply(current, now) if transition else None
-            updated = _count(current, updated, observation)
-            payload = observation.payload()
-            if raw is not None:
-                payload["raw"] = raw
-            event = NewEvent(
-                source=observation.source,
-                type=observation.name,
-                payload=payload,
-                note=note or (transition.note if transition else "no change"),
-            )
+            transition, updated, event = self._fold(current, observation, now, raw, note)
             faultpoints.reach(f"transition.{observation.name}")
             try:
                 stored = self.store.apply(
@@ -99,6 +98,57 @@ class Reconciler:
             self._report(outcome, observation)
             return outcome
         raise StoreError(f"job {job.key}: gave up after {MAX_RACES} lost compare-and-sets")
+
+    def observe_many(self, items: Sequence[Pending]) -> list[Outcome]:
+        """Fold several observations in ONE transaction (group commit: one fsync for all).
+
+        Each job is read inside the transaction, so observations of the same job in one batch
+        see each other. Nothing is reported (logs, wake-ups) until the batch has committed;
+        if the transaction fails, nothing of the batch is written and the error propagates.
+        """
+        outcomes: list[Outcome] = []
+        with self.store.unit_of_work() as unit:
+            for item in items:
+                for _ in range(MAX_RACES):
+                    current = unit.get_job(item.job_id)
+                    transition, updated, event = self._fold(
+                        current, item.observation, item.now, item.raw, ""
+                    )
+                    faultpoints.reach(f"transition.{item.observation.name}")
+                    try:
+                        stored = unit.apply(
+                            current,
+                            updated,
+                            event,
+                            item.now,
+                            token_hash=transition.token_hash if transition else None,
+                        )
+                    except StaleJob:  # PostgreSQL: another node won the row; read again
+                        continue
+                    outcomes.append(Outcome(stored, transition, current.state))
+                    break
+                else:
+                    raise StoreError(f"job {item.job_id}: gave up after {MAX_RACES} races")
+        for outcome, item in zip(outcomes, items, strict=True):
+            self._report(outcome, item.observation)
+        return outcomes
+
+    def _fold(
+        self, current: Job, observation: Observation, now: datetime, raw: Any, note: str
+    ) -> tuple[Transition | None, Job | None, NewEvent]:
+        transition = decide(current, observation, now, self.policy)
+        updated = transition.apply(current, now) if transition else None
+        updated = _count(current, updated, observation)
+        payload = observation.payload()
+        if raw is not None:
+            payload["raw"] = raw
+        event = NewEvent(
+            source=observation.source,
+            type=observation.name,
+            payload=payload,
+            note=note or (transition.note if transition else "no change"),
+        )
+        return transition, updated, event
 
     def record(
         self,

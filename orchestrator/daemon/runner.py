@@ -45,6 +45,7 @@ from orchestrator.stores import open_store
 from orchestrator.stores.base import Store
 from orchestrator.web.app import WebContext, create_app
 from orchestrator.web.callback_auth import CallbackAuth
+from orchestrator.web.ingest import GroupCommitter
 from orchestrator.web.server import BackgroundServer
 
 log = get_logger("orchestrator.daemon")
@@ -81,6 +82,7 @@ class Daemon:
         self._store = store
         self._scheduler: Any = None
         self._server: BackgroundServer | None = None
+        self._ingest: GroupCommitter | None = None
         self._clients: list[httpx.Client] = []
         self._pools: list[ThreadPoolExecutor] = []
         self.parts: Parts | None = None
@@ -196,6 +198,8 @@ class Daemon:
         self.parts = parts = self._build()
         self.enqueue_config_jobs()
         if s.callbacks.enabled:
+            self._ingest = GroupCommitter(parts.reconciler)
+            self._ingest.start()
             host, port = parse_listen(s.callbacks.listen)
             app = create_app(
                 WebContext(
@@ -207,6 +211,7 @@ class Daemon:
                     mode=s.callbacks.mode,
                     max_body_bytes=s.callbacks.max_body_bytes,
                     auth=CallbackAuth.from_settings(s.callbacks),
+                    ingest=self._ingest,
                 )
             )
             try:
@@ -285,6 +290,9 @@ class Daemon:
         if self._server is not None:
             self._server.stop()
             self._server = None
+        if self._ingest is not None:
+            self._ingest.stop()  # commits what is queued: every 2xx given is stored
+            self._ingest = None
         released = 0
         if self.parts is not None:
             released = self.parts.store.release_all(self.owner)

@@ -38,11 +38,12 @@ from orchestrator.exceptions import (
 from orchestrator.logs import get_logger
 from orchestrator.observations import CallbackReceived
 from orchestrator.providers.base import Provider
-from orchestrator.reconciler import Reconciler
+from orchestrator.reconciler import Pending, Reconciler
 from orchestrator.service import JobService
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store
 from orchestrator.web.callback_auth import CallbackAuth
+from orchestrator.web.ingest import GroupCommitter
 
 log = get_logger("orchestrator.web")
 
@@ -60,6 +61,8 @@ class WebContext:
     max_body_bytes: int = 1024 * 1024
     #: HMAC signature and source-address checks (default: none)
     auth: CallbackAuth = field(default_factory=CallbackAuth)
+    #: group commit for callbacks (one fsync per batch); None: one transaction per callback
+    ingest: GroupCommitter | None = None
 
 
 def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, int]:
@@ -209,7 +212,11 @@ def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
         raise CallbackError("task_id does not match this callback URL", status_code=409)
     trusted = ctx.mode == "trust"
     faultpoints.reach("callback.before_commit")
-    outcome = ctx.reconciler.observe(job, CallbackReceived(report, trusted), now, raw=body)
+    observation = CallbackReceived(report, trusted)
+    if ctx.ingest is not None:
+        outcome = ctx.ingest.submit(Pending(job.id, observation, now, raw=body))
+    else:
+        outcome = ctx.reconciler.observe(job, observation, now, raw=body)
     faultpoints.reach("callback.after_commit")
     log.info(
         "callback_accepted",
