@@ -215,7 +215,13 @@ class Daemon:
                 )
             )
             try:
-                self._server = BackgroundServer(app, host, port, threads=s.callbacks.threads)
+                self._server = BackgroundServer(
+                    app,
+                    host,
+                    port,
+                    threads=s.callbacks.threads,
+                    keep_proxy_headers=bool(s.callbacks.trusted_proxies),
+                )
             except OSError as exc:
                 raise ConfigError(
                     f"[callbacks] listen {s.callbacks.listen}: cannot listen: {exc.strerror}"

@@ -14,14 +14,19 @@ from waitress.server import create_server
 
 
 class BackgroundServer:
-    def __init__(self, app: Any, host: str, port: int, *, threads: int = 8) -> None:
+    def __init__(
+        self, app: Any, host: str, port: int, *, threads: int = 8, keep_proxy_headers: bool = False
+    ) -> None:
+        # waitress strips X-Forwarded-For & co. by default. The app reads them itself, and
+        # believes them only from the configured [callbacks] trusted_proxies
+        # (orchestrator/web/callback_auth.py), so they are kept only when that is set.
         self._server: Any = create_server(
             app,
             host=host,
             port=port,
             threads=threads,
             ident="orchestrator",
-            clear_untrusted_proxy_headers=True,
+            clear_untrusted_proxy_headers=not keep_proxy_headers,
             channel_timeout=30,
         )
         self._thread = threading.Thread(target=self._run, name="http-server", daemon=True)
