@@ -128,9 +128,15 @@ class Downloader:
             and a.next_attempt_at is not None
             and a.next_attempt_at <= now
         ]
-        for artifact in due:
+        for index, artifact in enumerate(due):
             if self.stop.is_set() or job.state != JobState.SUCCEEDED:
                 break
+            if index:
+                # renew the lease before each further file (the claim covers one file's time)
+                renewed = self.store.claim_job(job.id, self.owner, self.clock(), self.lease_s)
+                if renewed is None:
+                    return job  # another worker holds it now: stop, it carries on
+                job = renewed
             job = self._download(job, artifact)
         self.store.release(job.id, self.owner)
         return job

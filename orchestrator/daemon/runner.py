@@ -168,7 +168,8 @@ class Daemon:
             owner=self.owner,
             executor=download_pool,
             concurrency=s.downloads.concurrency,
-            lease_s=lease,
+            # a download claim must outlive one whole file's fetch (renewed per file)
+            lease_s=max(lease, s.downloads.timeout_s + 30.0),
             clock=self.clock,
             stop=self.stop_event,
         )

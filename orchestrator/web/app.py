@@ -47,6 +47,9 @@ from orchestrator.web.ingest import GroupCommitter
 
 log = get_logger("orchestrator.web")
 
+#: characters of a refused callback body kept in its event
+REFUSED_EXCERPT = 2048
+
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,128}")
 
 
@@ -231,7 +234,10 @@ def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
 def _record_refusal(
     ctx: WebContext, job: Job, now: datetime, kind: str, message: str, raw: Any = None
 ) -> None:
+    # a refused body is kept only as an excerpt: whoever holds a token must not be able to
+    # grow the event log by 1 MiB per request
+    excerpt = None if raw is None else json.dumps(raw, ensure_ascii=False)[:REFUSED_EXCERPT]
     ctx.reconciler.record(
-        job, source="callback", type=kind, payload={"raw": raw}, note=message, now=now
+        job, source="callback", type=kind, payload={"raw_excerpt": excerpt}, note=message, now=now
     )
     log.warning(kind, key=job.key, reason=message)

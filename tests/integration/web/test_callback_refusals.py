@@ -106,6 +106,20 @@ def test_a_malformed_body_gets_400_with_a_clear_message(
     assert rig.job(job.id).state == JobState.PENDING
 
 
+def test_a_refused_body_is_kept_only_as_a_short_excerpt(make_rig: Any) -> None:
+    """Whoever holds a token cannot grow the event log by a mebibyte per request."""
+    from orchestrator.web.app import REFUSED_EXCERPT
+
+    rig = make_rig()
+    job, token = rig.new_job("bulky")
+    body = {"code": 200, "msg": "x" * 500_000, "data": "not an object"}
+    response = rig.post(token, body)
+    assert response.status_code == 400
+    event = rig.events(job.id)[-1]
+    assert event.type == "callback_rejected"
+    assert len(event.payload["raw_excerpt"]) <= REFUSED_EXCERPT
+
+
 def test_a_task_id_that_is_not_the_jobs_gets_409_and_is_recorded_as_suspicious(
     make_rig: Any,
 ) -> None:
