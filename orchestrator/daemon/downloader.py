@@ -7,6 +7,7 @@ writing, fsync, atomic rename. An expired URL (403/404) asks the poller for a fr
 
 from __future__ import annotations
 
+import functools
 import glob
 import threading
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from orchestrator import faultpoints
+from orchestrator.daemon.inflight import InFlight
 from orchestrator.domain import Artifact, ArtifactState, Job
 from orchestrator.downloads import Fetcher
 from orchestrator.exceptions import DownloadExpired, DownloadRefused, DownloadTransient
@@ -59,64 +61,36 @@ class Downloader:
         self.lease_s = lease_s
         self.clock = clock
         self.stop = stop
-        self._inflight: set[int] = set()
-        self._lock = threading.Lock()
+        self._inflight = InFlight(executor, "download")
 
     def tick(self) -> int:
         if self.stop.is_set():
             return 0
-        with self._lock:
-            room = self.concurrency * 2 - len(self._inflight)
+        room = self.concurrency * 2 - self._inflight.count()
         if room <= 0:
             return 0
         jobs = self.store.claim(DOWNLOAD, self.owner, self.clock(), self.lease_s, room)
         for job in jobs:
-            with self._lock:
-                if job.id in self._inflight:
-                    continue  # a download_soon of ours already has it (same owner, same lease)
-                self._inflight.add(job.id)
-            try:
-                self.executor.submit(self._run, job)
-            except RuntimeError:
-                with self._lock:
-                    self._inflight.discard(job.id)
-                self.store.release(job.id, self.owner)
+            # already in flight: a download_soon of ours has it (same owner, same lease)
+            self._inflight.start(job.id, functools.partial(self._run, job))
         return len(jobs)
 
     def download_soon(self, job_id: int) -> None:
         """A job just succeeded: start its downloads now rather than at the next tick."""
-        if self.stop.is_set():
-            return
-        with self._lock:
-            if job_id in self._inflight:
-                return
-            self._inflight.add(job_id)
-        try:
-            self.executor.submit(self._claim_and_run, job_id)
-        except RuntimeError:
-            with self._lock:
-                self._inflight.discard(job_id)
+        if not self.stop.is_set():
+            self._inflight.start(job_id, functools.partial(self._claim_and_run, job_id))
 
     def _claim_and_run(self, job_id: int) -> None:
-        try:
-            job = self.store.claim_job(job_id, self.owner, self.clock(), self.lease_s)
-            if job is not None:
-                self.download_job(job)
-        except Exception:
-            log.exception("download_crashed", job_id=job_id)
-        finally:
-            with self._lock:
-                self._inflight.discard(job_id)
+        job = self.store.claim_job(job_id, self.owner, self.clock(), self.lease_s)
+        if job is not None:
+            self._run(job)
 
     def _run(self, job: Job) -> None:
         try:
             self.download_job(job)
         except Exception:
-            log.exception("download_crashed", key=job.key)
             self.store.release(job.id, self.owner)
-        finally:
-            with self._lock:
-                self._inflight.discard(job.id)
+            raise
 
     def download_job(self, job: Job) -> Job:
         """Fetch every due artifact of one claimed job, one after the other."""

@@ -8,6 +8,7 @@ upstream round trip.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from datetime import datetime
 
 from orchestrator import contradictions, faultpoints
 from orchestrator.daemon.breaker import CircuitBreaker
+from orchestrator.daemon.inflight import InFlight
 from orchestrator.daemon.ratelimit import TokenBucket
 from orchestrator.domain import Job
 from orchestrator.exceptions import UpstreamError, UpstreamRateLimited, UpstreamTransient
@@ -56,70 +58,34 @@ class Poller:
         self.clock = clock
         self.stop = stop
         self.batch = batch
-        self._inflight: set[int] = set()
-        self._lock = threading.Lock()
+        self._inflight = InFlight(executor, "poll")
 
     def tick(self) -> int:
         """Claim due jobs up to the free capacity and hand them to the pool."""
         if self.stop.is_set() or not self.breaker.allow():
             return 0
-        with self._lock:
-            room = min(self.batch, self.concurrency * 4 - len(self._inflight))
+        room = min(self.batch, self.concurrency * 4 - self._inflight.count())
         if room <= 0:
             return 0
         jobs = self.store.claim(POLL, self.owner, self.clock(), self.lease_s, room)
         for job in jobs:
-            self._dispatch(job)
+            # already in flight: a poll_soon of ours has it, and its lease is ours
+            self._inflight.start(job.id, functools.partial(self._poll, job))
         return len(jobs)
 
     def poll_soon(self, job_id: int) -> None:
         """A callback says this job moved: poll it now (on the pool, not the caller's thread)."""
-        if self.stop.is_set():
-            return
-        with self._lock:
-            if job_id in self._inflight:
-                return
-            self._inflight.add(job_id)
-        try:
-            self.executor.submit(self._claim_and_poll, job_id)
-        except RuntimeError:  # the pool is shutting down
-            with self._lock:
-                self._inflight.discard(job_id)
+        if not self.stop.is_set():
+            self._inflight.start(job_id, functools.partial(self._claim_and_poll, job_id))
 
     def _claim_and_poll(self, job_id: int) -> None:
-        try:
-            job = self.store.claim_job(job_id, self.owner, self.clock(), self.lease_s)
-            if job is None or job.task_id is None or job.next_poll_at is None:
-                if job is not None:
-                    self.store.release(job.id, self.owner)
-                return
-            self._poll(job)
-        except Exception:
-            log.exception("poll_crashed", job_id=job_id)
-        finally:
-            with self._lock:
-                self._inflight.discard(job_id)
-
-    def _dispatch(self, job: Job) -> None:
-        with self._lock:
-            if job.id in self._inflight:
-                return  # a poll_soon of ours already has it: its lease is ours, keep it
-            self._inflight.add(job.id)
-        try:
-            self.executor.submit(self._run, job)
-        except RuntimeError:
-            with self._lock:
-                self._inflight.discard(job.id)
+        job = self.store.claim_job(job_id, self.owner, self.clock(), self.lease_s)
+        if job is None:
+            return
+        if job.task_id is None or job.next_poll_at is None:
             self.store.release(job.id, self.owner)
-
-    def _run(self, job: Job) -> None:
-        try:
-            self._poll(job)
-        except Exception:
-            log.exception("poll_crashed", key=job.key)
-        finally:
-            with self._lock:
-                self._inflight.discard(job.id)
+            return
+        self._poll(job)
 
     def _poll(self, job: Job) -> None:
         if job.task_id is None or not self.bucket.acquire(self.stop):
