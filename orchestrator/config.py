@@ -102,6 +102,9 @@ class CallbackSettings:
     allowed_sources: tuple[str, ...] = ()
     #: CIDRs of reverse proxies whose X-Forwarded-For is believed (empty = none)
     trusted_proxies: tuple[str, ...] = ()
+    #: name of the environment variable holding the job API's bearer token ("" = the job API
+    #: answers loopback callers only)
+    api_token_env: str = ""
 
 
 @dataclass(frozen=True)

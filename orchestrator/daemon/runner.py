@@ -213,6 +213,7 @@ class Daemon:
                     max_body_bytes=s.callbacks.max_body_bytes,
                     auth=CallbackAuth.from_settings(s.callbacks),
                     ingest=self._ingest,
+                    api_token=api_token(s.callbacks.api_token_env),
                 )
             )
             try:
@@ -221,7 +222,8 @@ class Daemon:
                     host,
                     port,
                     threads=s.callbacks.threads,
-                    keep_proxy_headers=bool(s.callbacks.trusted_proxies),
+                    # the app decides whom to believe (callback_auth, the job API guard)
+                    keep_proxy_headers=True,
                 )
             except OSError as exc:
                 raise ConfigError(
@@ -326,6 +328,20 @@ class Daemon:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0
+
+
+def api_token(variable: str) -> str | None:
+    """The job API's bearer token from the named environment variable (never the file)."""
+    if not variable:
+        return None
+    token = os.environ.get(variable, "").strip()
+    if len(token) < 16:
+        raise ConfigError(
+            f"[callbacks] api_token_env: environment variable {variable} must hold a token of "
+            "at least 16 characters"
+        )
+    register_secret(token)
+    return token
 
 
 def _guarded(name: str, fn: Callable[[], int]) -> Callable[[], None]:

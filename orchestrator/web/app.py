@@ -11,6 +11,8 @@ wakes the poller; in `trust` mode its data is applied directly. Bad input never 
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 import json
 import re
 from collections.abc import Callable
@@ -47,6 +49,8 @@ from orchestrator.web.ingest import GroupCommitter
 
 log = get_logger("orchestrator.web")
 
+_FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
+
 #: characters of a refused callback body kept in its event
 REFUSED_EXCERPT = 2048
 
@@ -66,6 +70,8 @@ class WebContext:
     auth: CallbackAuth = field(default_factory=CallbackAuth)
     #: group commit for callbacks (one fsync per batch); None: one transaction per callback
     ingest: GroupCommitter | None = None
+    #: the job API's bearer token; None: the job API answers loopback callers only
+    api_token: str | None = None
 
 
 def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, int]:
@@ -100,6 +106,12 @@ def create_app(ctx: WebContext) -> Flask:
     def healthz() -> tuple[Response, int]:
         counts = ctx.store.count_by_state()
         return jsonify({"status": "ok", "jobs": {s.value: n for s, n in counts.items()}}), 200
+
+    @app.before_request
+    def _guard_job_api() -> tuple[Response, int] | None:
+        if not request.path.startswith("/api/"):
+            return None
+        return _api_refusal(ctx)
 
     @app.get("/api/jobs")
     def list_jobs() -> tuple[Response, int]:
@@ -158,6 +170,34 @@ def create_app(ctx: WebContext) -> Flask:
         return jsonify(job.to_json()), 200
 
     return app
+
+
+def _api_refusal(ctx: WebContext) -> tuple[Response, int] | None:
+    """The job API: a bearer token when one is configured, else loopback callers only."""
+    if ctx.api_token is not None:
+        given = request.headers.get("Authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), ctx.api_token.encode()
+        ):
+            return None
+        return _answer(401, "the job API needs Authorization: Bearer <token>")
+    # A reverse proxy on this host makes every caller look local: a forwarded request is
+    # never a local one.
+    forwarded = any(request.headers.get(h) for h in _FORWARDING_HEADERS)
+    if _is_loopback(request.remote_addr) and not forwarded:
+        return None
+    return _answer(403, "the job API answers loopback callers only (see [callbacks] api_token_env)")
+
+
+def _is_loopback(address: str | None) -> bool:
+    try:
+        peer = ipaddress.ip_address(address or "")
+    except ValueError:
+        return False
+    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
+        peer = peer.ipv4_mapped
+    return peer.is_loopback
 
 
 def _json_body() -> Any:
