@@ -109,6 +109,10 @@ def lateness_figures(
         "lateness_s_p50": pct(late, 50),
         "lateness_s_p99": pct(late, 99),
         "polls": total_polls,
+        # polls made / polls due, both over the window from the first due time to its end
+        # (submits arrive in a burst, so more than N / 30 s polls fall due per second there)
         "polls_per_s": total_polls / span,
+        "polls_per_s_due": len(late) / span,
         "polls_per_s_needed": len(submitted) / interval_s,
+        "submit_span_s": (max(submitted.values()) - min(submitted.values())) if submitted else None,
     }

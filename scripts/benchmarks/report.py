@@ -25,7 +25,13 @@ ROWS: tuple[tuple[str, str, str, str], ...] = (
     ("chaos", "requests_per_job", "chaos: upstream requests/job", "{:.2f}"),
     ("scale", "lateness_s_p50", "scale {n}: poll lateness p50 (s)", "{:.3f}"),
     ("scale", "lateness_s_p99", "scale {n}: poll lateness p99 (s)", "{:.3f}"),
-    ("scale", "polls_per_s", "scale {n}: polls/s achieved (needed {need:.0f})", "{:.1f}"),
+    (
+        "scale",
+        "polls_per_s_due",
+        "scale {n}: polls/s due in the window (N / 30 s = {need:.0f})",
+        "{:.1f}",
+    ),
+    ("scale", "polls_per_s", "scale {n}: polls/s achieved in the window", "{:.1f}"),
     ("scale", "cpu_s", "scale {n}: CPU seconds", "{:.1f}"),
     ("scale", "peak_rss_mb", "scale {n}: peak RSS (MB)", "{:.0f}"),
     ("ingest", "callbacks_per_s", "ingest: acknowledged callbacks/s", "{:.0f}"),
@@ -53,8 +59,8 @@ def markdown(results: dict[str, Any]) -> str:
     head = ["figure", *present, *[f"orch / {b}" for b in baselines]]
     lines = [
         f"Mode: {results.get('mode')}; sandbox time scale {results.get('time_scale')} "
-        f"(the 30 s poll interval is {results.get('poll_interval_wall_s')} s of wall time in "
-        "the latency and chaos scenarios, a real 30 s in the scale scenario).",
+        f"(the 30 s poll interval is {results.get('poll_interval_wall_s', 0):.3g} s of wall time "
+        "in the latency and chaos scenarios, a real 30 s in the scale scenario).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),
@@ -91,30 +97,36 @@ def targets(results: dict[str, Any]) -> list[str]:
         "callback to verified terminal p99 <= 50 ms + one round trip",
         p99,
         None if p99 is None else p99 <= 60,
-        f"p99 {p99} ms",
+        f"p99 {_fmt(p99, '{:.0f}')} ms",
     )
     ppj = h.get("polls_per_job")
     line(
         "at most 2 polls per job with healthy callbacks",
         ppj,
         None if ppj is None else ppj <= 2,
-        f"{ppj} polls/job",
+        f"{_fmt(ppj, '{:.2f}')} polls/job",
     )
-    scale = next((v for k, v in orch.items() if k.startswith("scale-")), {})
-    n = next((v.get("jobs") for k, v in sc.items() if k.startswith("scale-")), None)
+    # the 10,000-job scale run if there is one, else the first
+    scale_key = (
+        "scale-10000"
+        if "scale-10000" in sc
+        else next((k for k in sc if k.startswith("scale-")), "")
+    )
+    scale = orch.get(scale_key, {})
+    n = sc.get(scale_key, {}).get("jobs")
     late = scale.get("lateness_s_p99")
     line(
         f"10,000 in-flight at 30 s, lateness p99 < 1 s (ran {n})",
         late,
         None if late is None or n != 10_000 else late < 1,
-        f"p99 {late} s at {n} jobs",
+        f"p99 {_fmt(late, '{:.3f}')} s at {n} jobs",
     )
     rss = scale.get("peak_rss_mb")
     line(
         f"peak RSS < 150 MB at 10,000 jobs (ran {n})",
         rss,
         None if rss is None or n != 10_000 else rss < 150,
-        f"{rss} MB at {n} jobs",
+        f"{_fmt(rss, '{:.0f}')} MB at {n} jobs",
     )
     ing = orch.get("ingest", {})
     rate, lost = ing.get("callbacks_per_s"), ing.get("lost")
@@ -122,7 +134,7 @@ def targets(results: dict[str, Any]) -> list[str]:
         ">= 1,000 acknowledged callbacks/s, none lost",
         rate,
         None if rate is None else rate >= 1000 and lost == 0,
-        f"{rate} /s, {lost} lost",
+        f"{_fmt(rate, '{:.0f}')}/s, {lost} lost",
     )
     return out
 

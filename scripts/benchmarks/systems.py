@@ -75,6 +75,12 @@ class System:
     port: int = 0
     monitor: ResourceMonitor | None = None
 
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def outcomes(self) -> dict[str, dict[str, Any]]:
+        raise NotImplementedError
+
     def owns(self, callback_url: str) -> bool:
         return f"127.0.0.1:{self.port}/" in callback_url
 
@@ -107,7 +113,7 @@ class OrchestratorSystem(System):
         interval_s: float,
         scale: float,
         jitter: float = 0.1,
-        tick_s: float = 0.1,
+        tick_s: float | None = 0.1,
         poll_rate_per_s: float = 0.0,
         concurrency: int = 8,
         submit_rate: int = 1000,
@@ -116,6 +122,9 @@ class OrchestratorSystem(System):
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
+        self.pending: list[str] = []
+        self.presubmit_threads = 0
+        self.presubmit_timeout_s = 0.0
         backoff = max(0.05, 5.0 * scale)
         self.config = workdir / "config.toml"
         self.config.write_text(
@@ -138,7 +147,7 @@ breaker_cooldown_s = {max(0.5, 30 * scale)}
 interval_s = {interval_s}
 jitter = {jitter}
 deadline_s = 86400.0
-tick_s = {tick_s}
+{"" if tick_s is None else f"tick_s = {tick_s}"}
 concurrency = {concurrency}
 confirm_delay_s = {max(0.05, 2.0 * scale)}
 backoff_base_s = {backoff}
@@ -173,6 +182,10 @@ level = "warning"
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
+    def record_on_start(self, keys: list[str]) -> None:
+        """Record these jobs when the system starts (so that it can start in parallel)."""
+        self.pending = list(keys)
+
     def record(self, keys: list[str]) -> None:
         """Record the jobs in the database (as `orchestrator submit` would), daemon or not."""
         from orchestrator.api import Orchestrator
@@ -182,7 +195,55 @@ level = "warning"
             for key in keys:
                 orc.submit("generate_music", song(key), key=key)
 
+    def presubmit_on_start(self, threads: int, timeout_s: float) -> None:
+        """Submit the recorded jobs before the daemon starts (see :meth:`presubmit`)."""
+        self.presubmit_threads = threads
+        self.presubmit_timeout_s = timeout_s
+
+    def presubmit(self, threads: int, timeout_s: float) -> int:
+        """Help the running daemon submit its recorded jobs: its own Submitter (same code,
+        config, callback URLs and ledger entries), driven by ``threads`` threads here.
+
+        The scale scenario needs N jobs in flight; the daemon's one submit thread makes
+        ~50 submits/s on this machine, so 10,000 would take 200 s of the time budget. Each
+        ``tick`` claims its jobs under a lease, so the threads never submit a job twice.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        from orchestrator.config import load_settings
+        from orchestrator.daemon.runner import Daemon
+        from orchestrator.logs import configure
+
+        configure("warning", stream=sys.stderr)  # not one info line per transition here
+        os.environ["BENCH_SANDBOX_KEY"] = API_KEY
+        daemon = Daemon(load_settings(self.config))
+        daemon.parts = parts = daemon._build()
+        deadline = time.monotonic() + timeout_s
+
+        def drive() -> int:
+            sent, idle = 0, 0
+            while time.monotonic() < deadline and idle < 3:
+                n = parts.submitter.tick()
+                sent += n
+                idle = 0 if n else idle + 1
+                if not n:
+                    time.sleep(0.05)
+            return sent
+
+        try:
+            with ThreadPoolExecutor(threads) as pool:
+                return sum(pool.map(lambda _: drive(), range(threads)))
+        finally:
+            for client in daemon._clients:
+                client.close()
+            for pool in daemon._pools:
+                pool.shutdown(wait=True)
+            parts.store.close()
+
     def start(self) -> None:
+        if self.pending:
+            self.record(self.pending)
+            self.pending = []
         log = (self.dir / "daemon.log").open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "orchestrator", "--config", str(self.config), "run"],
@@ -201,10 +262,14 @@ level = "warning"
                 )
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
+                    break
             except OSError:
                 time.sleep(0.05)
-        raise RuntimeError("daemon did not listen within 30 s")
+        else:
+            raise RuntimeError("daemon did not listen within 30 s")
+        if self.presubmit_threads:
+            # alongside the daemon, which submits and polls meanwhile as it always does
+            self.presubmit(self.presubmit_threads, self.presubmit_timeout_s)
 
     def outcomes(self) -> dict[str, dict[str, Any]]:
         """Per key: task id, final state (or None) and when the job became succeeded/failed."""
