@@ -36,6 +36,8 @@ class Pending:
     observation: Observation
     now: datetime
     raw: Any = None
+    #: give up this owner's lease in the same transaction (a finished poll)
+    release_owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class Reconciler:
                             event,
                             item.now,
                             token_hash=transition.token_hash if transition else None,
+                            release_owner=item.release_owner,
                         )
                     except StaleJob:  # PostgreSQL: another node won the row; read again
                         continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import glob
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
@@ -119,10 +120,17 @@ class Downloader:
         dest = self.artifacts_dir / job.key / artifact.name
         _remove_stale_parts(dest)
         faultpoints.reach("download.before_fetch")
+        heartbeat = _Heartbeat(self, job.id)
         try:
             result = self.fetcher.fetch(
-                artifact.url, dest, allowed_types=ALLOWED_TYPES[artifact.media]
+                artifact.url,
+                dest,
+                allowed_types=ALLOWED_TYPES[artifact.media],
+                on_chunk=heartbeat.beat,
             )
+        except _LeaseLost:
+            log.info("download_lease_lost", key=job.key, artifact=artifact.name)
+            return job  # another worker owns the job now and carries on
         except DownloadExpired as exc:
             reason, message = DownloadFailure.EXPIRED, str(exc)
         except DownloadRefused as exc:
@@ -153,3 +161,25 @@ def _remove_stale_parts(dest: Path) -> None:
         with suppress(OSError):
             Path(stale).unlink()
             log.info("stale_temp_removed", path=stale)
+
+
+class _LeaseLost(Exception):
+    """Another worker took the job over while we were downloading."""
+
+
+class _Heartbeat:
+    """Renews the download lease every third of its length while bytes keep arriving."""
+
+    def __init__(self, downloader: Downloader, job_id: int) -> None:
+        self.downloader = downloader
+        self.job_id = job_id
+        self.every = downloader.lease_s / 3
+        self.last = time.monotonic()
+
+    def beat(self) -> None:
+        if time.monotonic() - self.last < self.every:
+            return
+        self.last = time.monotonic()
+        d = self.downloader
+        if d.store.claim_job(self.job_id, d.owner, d.clock(), d.lease_s) is None:
+            raise _LeaseLost

@@ -20,10 +20,11 @@ from orchestrator.daemon.inflight import InFlight
 from orchestrator.daemon.ratelimit import TokenBucket
 from orchestrator.domain import Job
 from orchestrator.exceptions import UpstreamError, UpstreamRateLimited, UpstreamTransient
+from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger
 from orchestrator.observations import Polled, PollFailed
 from orchestrator.providers.base import Provider
-from orchestrator.reconciler import Reconciler
+from orchestrator.reconciler import Outcome, Pending, Reconciler
 from orchestrator.stores.base import POLL, Store
 
 log = get_logger("orchestrator.poller")
@@ -45,6 +46,7 @@ class Poller:
         clock: Callable[[], datetime],
         stop: threading.Event,
         batch: int = 200,
+        committer: GroupCommitter | None = None,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
@@ -58,6 +60,8 @@ class Poller:
         self.clock = clock
         self.stop = stop
         self.batch = batch
+        #: poll results share the daemon's group commit (one fsync per batch) when given
+        self.committer = committer
         self._inflight = InFlight(executor, "poll")
 
     def tick(self) -> int:
@@ -98,21 +102,22 @@ class Poller:
                 self.breaker.failure()
             retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
             log.info("poll_failed", key=job.key, code=exc.code, error=exc.message)
-            self.reconciler.observe(
-                job,
-                PollFailed(exc.message, exc.code, retry_after),
-                self.clock(),
-                release_owner=self.owner,
-            )
+            self._record(job, PollFailed(exc.message, exc.code, retry_after))
             return
         self.breaker.success()
         faultpoints.reach("poll.before_record")
-        outcome = self.reconciler.observe(
-            job, Polled(report), self.clock(), release_owner=self.owner
-        )
+        outcome = self._record(job, Polled(report))
         if outcome.job.callbacks:
             # make forged or stale callbacks visible (they changed nothing in verify mode)
             try:
                 contradictions.check(self.reconciler, outcome.job, report, self.clock())
             except Exception:
                 log.exception("contradiction_check_failed", key=job.key)
+
+    def _record(self, job: Job, observation: Polled | PollFailed) -> Outcome:
+        """Fold the poll's answer in and give up the lease, through the group commit if any."""
+        now = self.clock()
+        if self.committer is not None:
+            pending = Pending(job.id, observation, now, release_owner=self.owner)
+            return self.committer.submit(pending)
+        return self.reconciler.observe(job, observation, now, release_owner=self.owner)

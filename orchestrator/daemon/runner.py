@@ -35,6 +35,7 @@ from orchestrator.daemon.sweeper import Sweeper
 from orchestrator.domain import Job
 from orchestrator.downloads import AddressPolicy, Fetcher
 from orchestrator.exceptions import ConfigError, JobKeyConflict
+from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger, register_secret
 from orchestrator.providers import make_provider
 from orchestrator.providers.base import Provider
@@ -45,7 +46,6 @@ from orchestrator.stores import open_store
 from orchestrator.stores.base import Store
 from orchestrator.web.app import WebContext, create_app
 from orchestrator.web.callback_auth import CallbackAuth
-from orchestrator.web.ingest import GroupCommitter
 from orchestrator.web.server import BackgroundServer
 
 log = get_logger("orchestrator.daemon")
@@ -123,6 +123,8 @@ class Daemon:
                 holder["downloader"].download_soon(outcome.job.id)
 
         reconciler = Reconciler(store, policy, on_wake=wake_poller, on_transition=on_transition)
+        # one writer for callbacks and poll results: one fsync per batch (groupcommit.py)
+        self._ingest = GroupCommitter(reconciler)
         lease = s.daemon.lease_s
         breaker = CircuitBreaker(
             s.provider.base_url, s.provider.breaker_threshold, s.provider.breaker_cooldown_s
@@ -152,6 +154,7 @@ class Daemon:
             clock=self.clock,
             stop=self.stop_event,
             batch=s.polling.batch,
+            committer=self._ingest,
         )
         fetcher = Fetcher(
             downloads,
@@ -168,8 +171,7 @@ class Daemon:
             owner=self.owner,
             executor=download_pool,
             concurrency=s.downloads.concurrency,
-            # a download claim must outlive one whole file's fetch (renewed per file)
-            lease_s=max(lease, s.downloads.timeout_s + 30.0),
+            lease_s=lease,  # renewed per file and while bytes arrive (a heartbeat)
             clock=self.clock,
             stop=self.stop_event,
         )
@@ -198,9 +200,9 @@ class Daemon:
         s = self.settings
         self.parts = parts = self._build()
         self.enqueue_config_jobs()
+        assert self._ingest is not None
+        self._ingest.start()
         if s.callbacks.enabled:
-            self._ingest = GroupCommitter(parts.reconciler)
-            self._ingest.start()
             host, port = parse_listen(s.callbacks.listen)
             app = create_app(
                 WebContext(

@@ -138,8 +138,19 @@ class Fetcher:
         self._max_redirects = max_redirects
         self._clock = clock
 
-    def fetch(self, url: str, dest: pathlib.Path, *, allowed_types: Sequence[str]) -> FetchResult:
-        """Download ``url`` into ``dest`` (replaced atomically), or raise a DownloadError."""
+    def fetch(
+        self,
+        url: str,
+        dest: pathlib.Path,
+        *,
+        allowed_types: Sequence[str],
+        on_chunk: Callable[[], None] | None = None,
+    ) -> FetchResult:
+        """Download ``url`` into ``dest`` (replaced atomically), or raise a DownloadError.
+
+        ``on_chunk`` is called after each chunk is written (a caller renews its lease there;
+        whatever it raises aborts the download and removes the temporary file).
+        """
         if isinstance(allowed_types, str):
             raise TypeError("allowed_types must be a sequence of media types, not a string")
         deadline = self._clock() + self._timeout_s
@@ -167,7 +178,7 @@ class Fetcher:
                         f"not in {list(allowed_types)!r}"
                     )
                 expected = self._content_length(current, response)
-                written, digest = self._write(response, dest, deadline, expected, current)
+                written, digest = self._write(response, dest, deadline, expected, current, on_chunk)
             finally:
                 response.close()
             return FetchResult(
@@ -310,6 +321,7 @@ class Fetcher:
         deadline: float,
         expected: int | None,
         url: httpx.URL,
+        on_chunk: Callable[[], None] | None = None,
     ) -> tuple[int, str]:
         """Stream the body into a temp file beside ``dest`` and rename it into place."""
         where = _describe(url)
@@ -335,6 +347,8 @@ class Fetcher:
                         hasher.update(chunk)
                         fh.write(chunk)
                         self._remaining(deadline)
+                        if on_chunk is not None:
+                            on_chunk()
                 except (httpx.TransportError, httpx.DecodingError) as exc:
                     raise DownloadTransient(
                         f"{where}: {type(exc).__name__} while reading the body"

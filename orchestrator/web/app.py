@@ -37,6 +37,7 @@ from orchestrator.exceptions import (
     JobNotFound,
     UsageError,
 )
+from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger
 from orchestrator.observations import CallbackReceived
 from orchestrator.providers.base import Provider
@@ -45,7 +46,6 @@ from orchestrator.service import JobService
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store
 from orchestrator.web.callback_auth import CallbackAuth
-from orchestrator.web.ingest import GroupCommitter
 
 log = get_logger("orchestrator.web")
 

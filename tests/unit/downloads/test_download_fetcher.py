@@ -130,6 +130,28 @@ def test_success_writes_bytes_and_checksum(make_env: Callable[..., Env]) -> None
     assert sorted(os.listdir(env.dir)) == ["track.mp3"]
 
 
+def test_on_chunk_runs_per_chunk_and_what_it_raises_aborts_cleanly(
+    make_env: Callable[..., Env],
+) -> None:
+    env = make_env(ok())
+    calls: list[int] = []
+    env.fetcher.fetch(
+        "https://files.example/x", env.dest, allowed_types=AUDIO, on_chunk=lambda: calls.append(1)
+    )
+    assert calls  # at least once per chunk written
+
+    class Stop(Exception):
+        pass
+
+    def stop() -> None:
+        raise Stop
+
+    env.dest.unlink()
+    with pytest.raises(Stop):
+        env.fetcher.fetch("https://files.example/x", env.dest, allowed_types=AUDIO, on_chunk=stop)
+    assert not env.dest.exists() and env.leftovers() == []
+
+
 def test_success_replaces_an_existing_file(make_env: Callable[..., Env]) -> None:
     env = make_env(ok())
     env.dir.mkdir(parents=True)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.domain import NewJob
+from orchestrator.domain import NewEvent, NewJob
 from orchestrator.exceptions import StoreError
+from orchestrator.groupcommit import GroupCommitter
 from orchestrator.observations import CallbackReceived, UpstreamReport, UpstreamStatus
 from orchestrator.reconciler import Pending, Reconciler
 from orchestrator.stores.sql import SQLStore
-from orchestrator.web.ingest import GroupCommitter
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 SONG = {"customMode": False, "instrumental": True, "model": "V4_5", "prompt": "x"}
@@ -96,3 +96,35 @@ def test_a_stopped_writer_refuses_at_once(store: SQLStore) -> None:
     writer.stop()
     with pytest.raises(StoreError):
         writer.submit(Pending(1, _callback(), NOW))
+
+
+def test_stopping_a_writer_that_never_started_is_harmless(store: SQLStore) -> None:
+    GroupCommitter(Reconciler(store)).stop()
+
+
+def test_a_poll_result_releases_its_lease_in_the_same_commit(store: SQLStore) -> None:
+    from dataclasses import replace as _replace
+
+    from orchestrator.observations import Polled
+    from orchestrator.states import JobState
+    from orchestrator.stores.base import POLL
+
+    job, _ = store.create_job(NewJob("p", "generate_music", SONG, "sunoapi"), NOW)
+    store.apply(
+        job, _replace(job, state=JobState.PENDING, task_id="t", next_poll_at=NOW), _event(), NOW
+    )
+    [claimed] = store.claim(POLL, "me", NOW, 60.0, 10)
+    writer = GroupCommitter(Reconciler(store))
+    writer.start()
+    report = UpstreamReport(status=UpstreamStatus.TEXT_SUCCESS, task_id="t")
+    outcome = writer.submit(Pending(claimed.id, Polled(report), NOW, release_owner="me"))
+    writer.stop()
+    assert outcome.job.state == JobState.RUNNING and outcome.job.polls == 1
+    # the lease is gone: another owner may claim it when it is due again
+    later = outcome.job.next_poll_at
+    assert later is not None
+    assert [j.id for j in store.claim(POLL, "other", later, 60.0, 10)] == [job.id]
+
+
+def _event() -> NewEvent:
+    return NewEvent("test", "setup", {})

@@ -1,11 +1,12 @@
-"""Group commit for callbacks: one writer thread, many waiting requests, one fsync per batch.
+"""Group commit: one writer thread, many waiting callers, one fsync per batch.
 
-With ``synchronous=FULL`` every SQLite commit is an fsync, and a callback may only be
-acknowledged after its raw body is committed (DESIGN.md principle 4). One commit per request
-caps ingest at one fsync per callback. Here request threads hand their observation to a
-single writer and wait; while the writer commits one batch the next one accumulates, so under
-load many callbacks share one transaction, and at low load a callback waits for nothing but
-its own commit. Each request is answered only after the batch holding it has committed.
+With ``synchronous=FULL`` every SQLite commit is an fsync, and both a callback's 2xx and a
+poll's result wait for theirs (DESIGN.md principle 4). One commit per observation caps the
+daemon at one fsync per callback or poll, all queued on one write lock. Here callback and
+poll threads hand their observations to a single writer and wait; while the writer commits
+one batch the next accumulates, so under load many observations share one transaction, and
+at low load an observation waits for nothing but its own commit. Each caller is answered only
+after the batch holding its observation has committed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from orchestrator.exceptions import OrchestratorError, StoreError
 from orchestrator.logs import get_logger
 from orchestrator.reconciler import Outcome, Pending, Reconciler
 
-log = get_logger("orchestrator.ingest")
+log = get_logger("orchestrator.groupcommit")
 
 _STOP = object()
 
@@ -28,7 +29,7 @@ class GroupCommitter:
         self.reconciler = reconciler
         self.max_batch = max_batch
         self._queue: queue.Queue[tuple[Pending, Future[Outcome]] | object] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="callback-writer", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
         self._stopped = threading.Event()
         #: how many batches and items were committed (for tests and metrics)
         self.batches = 0
@@ -43,7 +44,8 @@ class GroupCommitter:
             return
         self._stopped.set()
         self._queue.put(_STOP)
-        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
 
     def submit(self, item: Pending, timeout_s: float = 10.0) -> Outcome:
         """Queue ``item`` and wait until it is committed; its outcome.
@@ -52,13 +54,13 @@ class GroupCommitter:
         happen within ``timeout_s`` (the caller answers 503 and the upstream retries).
         """
         if self._stopped.is_set():
-            raise StoreError("the callback writer is stopped")
+            raise StoreError("the group-commit writer is stopped")
         future: Future[Outcome] = Future()
         self._queue.put((item, future))
         try:
             return future.result(timeout=timeout_s)
         except TimeoutError as exc:
-            raise StoreError(f"callback not committed within {timeout_s}s") from exc
+            raise StoreError(f"observation not committed within {timeout_s}s") from exc
 
     def _run(self) -> None:
         while True:
@@ -99,7 +101,7 @@ class GroupCommitter:
                 _fail(batch[0][1], exc)
                 return
             # one bad item must not fail its neighbours: commit them one by one
-            log.warning("callback_batch_failed", size=len(batch), error=str(exc))
+            log.warning("group_commit_batch_failed", size=len(batch), error=str(exc))
             for entry in batch:
                 self._commit([entry])
             return
@@ -111,6 +113,6 @@ class GroupCommitter:
 
 def _fail(future: Future[Outcome], exc: Exception) -> None:
     if not isinstance(exc, OrchestratorError):
-        log.error("callback_commit_failed", error=repr(exc))
-        exc = StoreError(f"callback commit failed: {exc}")
+        log.error("group_commit_failed", error=repr(exc))
+        exc = StoreError(f"commit failed: {exc}")
     future.set_exception(exc)
