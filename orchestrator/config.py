@@ -57,7 +57,7 @@ class PollingSettings:
     concurrency: int = 8
     batch: int = 200
     confirm_delay_s: float = 2.0
-    callback_poll_factor: float = 4.0
+    callback_poll_factor: float = 3.0
     backoff_base_s: float = 5.0
     backoff_max_s: float = 600.0
     late_poll_interval_s: float = 300.0

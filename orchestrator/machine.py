@@ -62,7 +62,7 @@ class Policy:
     confirm_delay_s: float = 2.0
     #: a progress callback proves callbacks work for a job: its next poll moves out to this
     #: many intervals (a safety net); only a terminal callback triggers an immediate poll
-    callback_poll_factor: float = 4.0
+    callback_poll_factor: float = 3.0
     submit_max_attempts: int = 8
     submit_backoff_base_s: float = 2.0
     submit_backoff_max_s: float = 300.0

@@ -150,6 +150,7 @@ deadline_s = 86400.0
 {"" if tick_s is None else f"tick_s = {tick_s}"}
 concurrency = {concurrency}
 confirm_delay_s = {max(0.05, 2.0 * scale)}
+{_factor_line()}
 backoff_base_s = {backoff}
 backoff_max_s = {max(1.0, 600 * scale)}
 
@@ -397,3 +398,9 @@ class BaselineSystem(System):
     def outcomes(self) -> dict[str, dict[str, Any]]:
         jobs: dict[str, dict[str, Any]] = self.results()["jobs"]
         return {k: {"state": None, **v} for k, v in jobs.items()}
+
+
+def _factor_line() -> str:
+    """BENCH_CALLBACK_POLL_FACTOR overrides [polling] callback_poll_factor (for trade-off runs)."""
+    factor = os.environ.get("BENCH_CALLBACK_POLL_FACTOR")
+    return f"callback_poll_factor = {float(factor)}" if factor else ""
