@@ -12,7 +12,6 @@ from types import FrameType
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.faults import parse_faults
 from orchestrator.sandbox.profiles import PROFILES
-from orchestrator.sandbox.server import SandboxServer
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +68,8 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT/SIGTERM; 0 on a clean stop, 2 on bad flags or a busy port."""
+    from orchestrator.sandbox.server import SandboxServer  # the app only when it is served
+
     try:
         config = build_config(args)
     except ValueError as exc:
