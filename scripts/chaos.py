@@ -40,7 +40,7 @@ from scripts.ledger_checks import check
 
 FAULTS = (
     "drop=0.3,duplicate=0.2,early=0.1,reorder=0.3,lag=30,poll_error=0.05,submit_error=0.05,"
-    "rate_limit=0.05,reset=0.03,expire=0.05,fail=0.05"
+    "rate_limit=0.05,reset=0.03,accept_5xx=0.05,expire=0.05,fail=0.05"
 )
 SONG = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "a calm piano piece"}
 SOURCE_CALLBACK = "http://127.0.0.1:9/source-callback"

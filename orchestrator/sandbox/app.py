@@ -48,7 +48,7 @@ def create_app(config: SandboxConfig, engine: Engine | None = None) -> Flask:
 
     def render(answer: Answer) -> Response:
         response = Response(
-            json.dumps(answer.envelope, ensure_ascii=False),
+            json.dumps(answer.envelope, ensure_ascii=False, allow_nan=False),
             status=answer.http_status,
             mimetype="application/json",
         )
@@ -125,7 +125,9 @@ def create_app(config: SandboxConfig, engine: Engine | None = None) -> Flask:
 
     @app.get("/_sandbox/ledger")
     def ledger_view() -> Response:
-        return Response(json.dumps(engine.ledger_snapshot()), mimetype="application/json")
+        return Response(
+            json.dumps(engine.ledger_snapshot(), allow_nan=False), mimetype="application/json"
+        )
 
     @app.get("/_sandbox/health")
     def health_view() -> dict[str, Any]:

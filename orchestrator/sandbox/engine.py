@@ -285,7 +285,14 @@ class Engine:
                 return self._rejection(checked, request_faults), None, []
             if self.balance(now) < COSTS[kind]:
                 return self._error("insufficient_credits", request_faults), None, []
-            task, early = self._create_task(kind, path, body, checked, now)
+            proof = None
+            if self.dice.roll("accept_5xx", faults.accept_5xx):
+                entry["faults"].append("accept_5xx")
+                proof = "before" if self.dice.roll("accept_5xx_proof", 0.5) else "after"
+            task, early = self._create_task(kind, path, body, checked, now, proof)
+        if proof is not None:
+            # the task exists and is paid for; the answer says otherwise
+            return self._server_fault("accept_5xx", request_faults), task, early
         return Answer(200, "success", {"taskId": task.task_id}), task, early
 
     def _rejection(self, rejection: Rejection, request_faults: RequestFaults) -> Answer:
@@ -378,7 +385,13 @@ class Engine:
         )
 
     def _create_task(
-        self, kind: Kind, path: str, body: dict[str, Any], source: _Source, now: float
+        self,
+        kind: Kind,
+        path: str,
+        body: dict[str, Any],
+        source: _Source,
+        now: float,
+        proof: str | None = None,
     ) -> tuple[Task, list[Delivery]]:
         faults = self._faults
         scale = self.config.time_scale
@@ -391,7 +404,7 @@ class Engine:
             code = (501 if draws.fail_code < 0.5 else 531) if kind in MUSIC_FAMILY else 500
             failure = failure_for_code(kind, code)
             task_faults.append("fail")
-        plan = build_plan(kind, draws, failure, faults, scale)
+        plan = build_plan(kind, draws, failure, faults, scale, proof)
         task_faults.extend(plan.faults)
         if faults.lag > 0:
             task_faults.append("lag")

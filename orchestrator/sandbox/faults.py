@@ -28,6 +28,7 @@ RATE_FAULTS: tuple[str, ...] = (
     "rate_limit",
     "slow",
     "reset",
+    "accept_5xx",
     "http200",
     "expire",
     "fail",
@@ -58,6 +59,9 @@ class FaultSpec:
     slow: float = 0.0
     #: the connection is closed without an answer (a submit still creates its task)
     reset: float = 0.0
+    #: a submit creates its task, then answers 500 or 455 anyway; the task's first callback
+    #: (never dropped) proves it: delivered before the answer or just after it (half each)
+    accept_5xx: float = 0.0
     #: an error answer is sent with HTTP status 200, the error only in the envelope ``code``
     http200: float = 0.0
     #: an artifact URL is handed out already expired

@@ -147,23 +147,35 @@ def _stages(kind: Kind, draws: TaskDraws, failure: Failure | None) -> list[Stage
     return [Stage(failure.status, "error", 10.0 + 30.0 * draws.fail_at, terminal=True)]
 
 
+#: how soon (real seconds) an ``accept_5xx`` task's proving callback follows the answer
+PROOF_AFTER_S = 0.05
+
+
 def build_plan(
     kind: Kind,
     draws: TaskDraws,
     failure: Failure | None,
     faults: FaultSpec,
     time_scale: float,
+    proof: str | None = None,
 ) -> Plan:
     """The task's stages and callback deliveries, scaled, with the task-level faults applied.
 
     ``failure`` is the failure already decided (marker, source audio, ``fail`` fault).
+    ``proof`` ("before" | "after", the ``accept_5xx`` fault): the first callback's stage is
+    reached at once and its callback, never dropped, goes out before the submit's (error)
+    answer or :data:`PROOF_AFTER_S` after it.
     """
     used: list[str] = []
     stages = [replace(s, offset=s.offset * time_scale) for s in _stages(kind, draws, failure)]
     with_callback = [i for i, stage in enumerate(stages) if stage.callback is not None]
 
     early_index: int | None = None
-    if draws.early < faults.early and with_callback:
+    if proof is not None and with_callback:
+        early_index = with_callback[0]
+        for i in range(early_index + 1):
+            stages[i] = replace(stages[i], offset=0.0 if proof == "before" else PROOF_AFTER_S)
+    elif draws.early < faults.early and with_callback:
         early_index = with_callback[0]
         used.append("early")
         for i in range(early_index + 1):  # everything up to the first callback happens at once
@@ -177,16 +189,15 @@ def build_plan(
         if index != early_index and draws.drop[slot] < faults.drop:
             dropped.append(index)
             continue
-        planned.append(
-            PlannedCallback(index, stage.callback, stage.offset, early=index == early_index)
-        )
+        early = index == early_index and proof != "after"
+        planned.append(PlannedCallback(index, stage.callback, stage.offset, early=early))
     if dropped:
         used.append("drop")
 
     if draws.reorder < faults.reorder and len(planned) >= 2:
         # the next-to-last callback arrives after the terminal one
         late = planned[-2]
-        if not late.early:
+        if not late.early and late.stage_index != early_index:
             used.append("reorder")
             delay = draws.reorder_delay * time_scale
             planned[-2] = replace(late, due=planned[-1].due + delay)

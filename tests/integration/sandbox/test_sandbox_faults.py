@@ -326,3 +326,23 @@ def test_same_seed_replays_the_same_run(
     first, again, other = run(11), run(11), run(12)
     assert first == again
     assert first[0][0][0] != other[0][0][0]
+
+
+def test_accept_5xx_creates_the_task_answers_an_error_and_proves_it_by_callback(
+    start_sandbox: Any, make_api: Any, receiver: CallbackReceiver
+) -> None:
+    """The ambiguous answer of "never pay twice": paid for, yet answered 500 or 455."""
+    api = make_api(start_sandbox(faults=parse_faults("accept_5xx=1,drop=1"), time_scale=0.01))
+    answers = [api.submit("generate", generate_body(receiver.url())) for _ in range(20)]
+    assert {a.json()["code"] for a in answers} <= {500, 455}
+    assert all("taskId" not in (a.json().get("data") or {}) for a in answers)
+    ledger = api.ledger()
+    accepted = [e for e in ledger["submits"] if e["outcome"] == "accepted"]
+    assert len(accepted) == 20 and all("accept_5xx" in e["faults"] for e in accepted)
+    # every task's first callback proves it (the drop fault never takes it), some before the
+    # answer and some after
+    for entry in accepted:
+        [first] = receiver.wait_for(1, entry["taskId"])
+        assert first["data"]["callbackType"] == "text"
+    early = [e for e in api.ledger()["callbacks"] if e["early"]]
+    assert 0 < len(early) < 20
