@@ -68,7 +68,12 @@ class Job:
     error: JobError | None = None
     polls: int = 0
     callbacks: int = 0
+    #: submits sent in the current cycle (reset by `retry`; bounded by submit_max_attempts)
     submit_attempts: int = 0
+    #: the current submit attempt's number: grows with every submit and every `retry`, never
+    #: reset; a callback token belongs to one attempt, and only the current one may set or
+    #: resolve task_id
+    attempt: int = 0
     finished_at: datetime | None = None
     #: when the next poll is due (None: not polled)
     next_poll_at: datetime | None = None
@@ -118,6 +123,7 @@ class Job:
             "polls": self.polls,
             "callbacks": self.callbacks,
             "submit_attempts": self.submit_attempts,
+            "attempt": self.attempt,
             "created_at": isoformat(self.created_at),
             "updated_at": isoformat(self.updated_at),
             "finished_at": isoformat(self.finished_at),

@@ -15,12 +15,20 @@ classes, so callers decide "retry or give up" by ``except`` clause, never by mes
     ├── InvalidTransition            an operator action not allowed from the job's current state
     ├── StoreError                   the database failed (not a conflict)
     │   └── StaleJob                 compare-and-set lost: someone else changed the job first
-    ├── UpstreamError                the provider answered badly or not at all
-    │   ├── UpstreamTransient        retry later: rate limit, maintenance, 5xx, timeout, reset
-    │   │   └── UpstreamRateLimited  with ``retry_after`` seconds when known
-    │   ├── UpstreamRejected         final: auth, credits, validation, conflict, generation failure
-    │   ├── UpstreamAmbiguous        the request may have been received: outcome unknown (submit)
-    │   └── UpstreamProtocolError    the answer did not parse (garbage, wrong envelope)
+    ├── ObservationError             one observation cannot be folded or stored (data the store
+    │                                cannot hold, or a bug): the same will fail again
+    ├── UpstreamError                the provider answered badly or not at all (``outage``: it
+    │   │                            looks down; only such errors count for the circuit breaker)
+    │   ├── UpstreamTransient        retry later; not an outage: "task not found yet", ...
+    │   │   ├── UpstreamUnavailable  the upstream is down: transport error, timeout, 5xx,
+    │   │   │                        maintenance (``outage`` is true)
+    │   │   ├── UpstreamRateLimited  with ``retry_after`` seconds when known (not an outage)
+    │   │   └── UpstreamProtocolError  the answer did not parse (garbage, wrong envelope); it
+    │   │                            answered, so not an outage
+    │   ├── UpstreamRejected         final: auth, credits, validation, conflict, generation
+    │   │                            failure, or a request that could not be built (never sent)
+    │   └── UpstreamAmbiguous        the request may have been received: outcome unknown
+    │                                (submit); ``outage`` when it was a timeout or a reset
     ├── CallbackError                an inbound callback is refused (status code + reason)
     │   ├── CallbackNotFound         404: unknown token, writes nothing
     │   ├── CallbackRejected         400/413/415: malformed, oversized, not JSON, wrong schema
@@ -74,18 +82,53 @@ class StaleJob(StoreError):
     """A compare-and-set found the job changed by someone else."""
 
 
-class UpstreamError(OrchestratorError):
-    """The upstream answered with an error, or not at all."""
+class ObservationError(OrchestratorError):
+    """Folding or storing one observation failed in a way that retrying cannot fix.
 
-    def __init__(self, message: str, *, code: int | None = None, http_status: int | None = None):
+    Raised by the reconciler (``raise ... from exc``) for anything but a database failure:
+    the callback endpoint answers 400 instead of a 503 the upstream would retry forever, and
+    the poller records a failed poll (which backs off) instead of re-polling once per lease.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class UpstreamError(OrchestratorError):
+    """The upstream answered with an error, or not at all.
+
+    ``outage`` says the upstream looks down or unreachable (a transport error, a timeout, a
+    5xx or maintenance answer): the only errors a circuit breaker counts. An answer that
+    parsed into an error, or garbage, proves the upstream is up.
+    """
+
+    #: the default of ``outage`` for this class
+    outage_by_default = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        outage: bool | None = None,
+    ):
         super().__init__(message)
         self.code = code
         self.http_status = http_status
         self.message = message
+        self.outage = self.outage_by_default if outage is None else outage
 
 
 class UpstreamTransient(UpstreamError):
-    """Worth retrying later (rate limit, maintenance, 5xx, timeout, connection reset)."""
+    """Worth retrying later (rate limit, maintenance, 5xx, timeout, "task not found yet")."""
+
+
+class UpstreamUnavailable(UpstreamTransient):
+    """The upstream is down or unreachable: transport error, timeout, 5xx, maintenance."""
+
+    outage_by_default = True
 
 
 class UpstreamRateLimited(UpstreamTransient):
@@ -116,7 +159,7 @@ class UpstreamAmbiguous(UpstreamError):
 
 
 class UpstreamProtocolError(UpstreamTransient):
-    """The answer did not parse as the documented envelope (treated as transient garbage)."""
+    """The answer did not parse as the documented envelope (transient garbage, not an outage)."""
 
 
 class CallbackError(OrchestratorError):

@@ -7,11 +7,12 @@ orchestrator fills ``callBackUrl`` itself.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from orchestrator.domain import Artifact
 from orchestrator.exceptions import InvalidParams
+from orchestrator.jsonvalues import json_problem
 from orchestrator.observations import UpstreamReport
 
 
@@ -101,6 +102,9 @@ def get_kind(name: str) -> Kind:
 def validate_params(kind_name: str, params: Mapping[str, Any]) -> None:
     """Refuse params the upstream would refuse anyway, before any credit is at stake."""
     kind = get_kind(kind_name)
+    problem = json_problem(dict(params), "params")
+    if problem:
+        raise InvalidParams(f"{problem}: params must be strict JSON values")
     if "callBackUrl" in params:
         raise InvalidParams("callBackUrl is set by the orchestrator; leave it out")
     missing = [name for name in kind.required if name not in params]
@@ -141,8 +145,31 @@ _EXT = {"audio": "mp3", "image": "jpeg", "video": "mp4"}
 def artifacts_for(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...] | None:
     """The files a successful report yields, or None if the report lacks a needed URL.
 
-    Names come only from sanitised upstream ids (never from URL or callback text).
+    Names come only from sanitised upstream ids (never from URL or callback text), and are
+    unique within the job even when the upstream repeats an id (``<id>-2.mp3``): the store
+    keys artifacts by name, and two tracks under one id are still two files.
     """
+    files = _artifacts(kind_name, report)
+    if files is None:
+        return None
+    seen: dict[str, int] = {}
+    unique: list[Artifact] = []
+    for artifact in files:
+        name = artifact.name
+        count = seen.get(name, 0) + 1
+        seen[name] = count
+        if count > 1:
+            stem, dot, ext = name.rpartition(".")
+            name = f"{stem}-{count}{dot}{ext}"
+            while name in seen:  # an upstream id that already looked like "<id>-2"
+                count += 1
+                name = f"{stem}-{count}{dot}{ext}"
+            seen[name] = 1
+        unique.append(replace(artifact, name=name) if name != artifact.name else artifact)
+    return tuple(unique)
+
+
+def _artifacts(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...] | None:
     from orchestrator.downloads.names import safe_name
 
     kind = get_kind(kind_name)

@@ -7,7 +7,9 @@ URL path, and any registered secret value is replaced by ``"[redacted]"``.
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import re
 import sys
 import threading
@@ -71,10 +73,28 @@ def redact(
     return event_dict
 
 
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # "nan", "inf": a string, so the line stays strict JSON
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _strict_log_json(event_dict: Any, **options: Any) -> str:
+    """Log lines are strict JSON: a non-finite number becomes a string, never ``NaN``."""
+    try:
+        return json.dumps(event_dict, allow_nan=False, **options)
+    except ValueError:
+        return json.dumps(_finite(event_dict), allow_nan=False, **options)
+
+
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     """Set up structlog once for the process."""
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_strict_log_json)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )

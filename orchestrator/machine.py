@@ -63,6 +63,12 @@ class Policy:
     #: a progress callback proves callbacks work for a job: its next poll moves out to this
     #: many intervals (a safety net); only a terminal callback triggers an immediate poll
     callback_poll_factor: float = 3.0
+    #: every retry backoff (submit, poll, download) is shrunk by a factor in [1 - this, 1],
+    #: drawn per job and attempt from a hash, so that jobs which failed together (an outage)
+    #: do not retry in lockstep; deterministic, so tests and replays are exact
+    backoff_jitter: float = 0.5
+    #: mixed into every jitter draw: a different seed, a different (reproducible) spread
+    jitter_seed: int = 0
     submit_max_attempts: int = 8
     submit_backoff_base_s: float = 2.0
     submit_backoff_max_s: float = 300.0
@@ -97,16 +103,34 @@ class Transition:
         return updated
 
 
-def jitter_factor(key: str, n: int, spread: float) -> float:
+def _unit(key: str, n: int, seed: int) -> float:
+    """A number in [0, 1), fixed for (key, n, seed)."""
+    salt = f"{seed}:" if seed else ""
+    digest = hashlib.blake2b(f"{salt}{key}:{n}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def jitter_factor(key: str, n: int, spread: float, seed: int = 0) -> float:
     """A factor in [1 - spread, 1 + spread], fixed for (key, n): spreads jobs, replays exactly."""
-    digest = hashlib.blake2b(f"{key}:{n}".encode(), digest_size=8).digest()
-    u = int.from_bytes(digest, "big") / 2**64  # [0, 1)
-    return 1.0 + spread * (2.0 * u - 1.0)
+    return 1.0 + spread * (2.0 * _unit(key, n, seed) - 1.0)
 
 
 def backoff(attempt: int, base: float, cap: float) -> float:
     """Exponential backoff: base, 2 base, 4 base, ... capped."""
     return float(min(cap, base * (2 ** max(0, attempt - 1))))
+
+
+def jittered_backoff(
+    job: Job, what: str, attempt: int, base: float, cap: float, policy: Policy
+) -> float:
+    """:func:`backoff` shrunk by a per-job factor in [1 - policy.backoff_jitter, 1].
+
+    After an outage every job that failed retries at a different moment (never later than
+    the plain backoff, so caps and Retry-After still bound it); the same job, attempt and
+    seed always give the same delay.
+    """
+    u = _unit(f"{job.key}:{what}", attempt, policy.jitter_seed)
+    return backoff(attempt, base, cap) * (1.0 - policy.backoff_jitter * u)
 
 
 def _after(now: datetime, seconds: float) -> datetime:
@@ -143,10 +167,45 @@ def decide(
     handler = _HANDLERS.get(type(observation))
     if handler is None:
         raise TypeError(f"no rule for observation {type(observation).__name__}")
+    if superseded_attempt(job, observation) is not None:
+        return None  # only the current attempt may set or resolve the taskId
     transition = handler(job, observation, now, policy)
     if transition is not None and not is_allowed(job.state, transition.to_state):
         raise AssertionError(f"rule produced a forbidden edge {job.state} -> {transition.to_state}")
+    if isinstance(observation, (Polled, PollFailed)):
+        _assert_future_poll(job, transition, now)
     return transition
+
+
+def _assert_future_poll(job: Job, transition: Transition | None, now: datetime) -> None:
+    """Every poll of a pollable job leaves its next poll in the future, or none at all."""
+    state = transition.to_state if transition else job.state
+    due = job.next_poll_at
+    if transition is not None:
+        due = transition.changes.get("next_poll_at", job.next_poll_at)
+    if state in POLLABLE and due is not None and due <= now:
+        raise AssertionError(f"a poll left job {job.key!r} ({state}) due again at once")
+
+
+def superseded_attempt(job: Job, observation: Observation) -> int | None:
+    """The attempt an observation answers, if that attempt is no longer the job's current one.
+
+    A submit answer or a callback names the attempt it belongs to (the token's). An older
+    attempt's task may well exist upstream (and be paid for), but it is not what the job
+    tracks any more: the observation is recorded and changes nothing.
+    """
+    attempt: int | None = getattr(observation, "attempt", None)
+    if attempt is not None and attempt != job.attempt:
+        return attempt
+    return None
+
+
+def ignored_note(job: Job, observation: Observation) -> str:
+    """Why ``decide`` returned None, for the event row (a few words)."""
+    attempt = superseded_attempt(job, observation)
+    if attempt is not None:
+        return f"superseded attempt {attempt} (the job is on attempt {job.attempt}): no change"
+    return "no change"
 
 
 # --- submitter -------------------------------------------------------------------------------
@@ -158,7 +217,11 @@ def _submit_started(job: Job, obs: Observation, now: datetime, policy: Policy) -
         return None
     return Transition(
         S.SUBMITTING,
-        {"submit_attempts": job.submit_attempts + 1, "not_before": None},
+        {
+            "submit_attempts": job.submit_attempts + 1,
+            "attempt": job.attempt + 1,
+            "not_before": None,
+        },
         f"submit attempt {job.submit_attempts + 1}",
         token_hash=obs.token_hash,
     )
@@ -176,10 +239,28 @@ def _accepted_changes(job: Job, task_id: str, now: datetime, policy: Policy) -> 
     }
 
 
+def _sent_and_waiting(job: Job) -> bool:
+    """`queued` again after its current attempt was sent (a retryable error, or `resubmit`
+    of an uncertain job): an answer or a callback of that attempt still proves acceptance.
+    (`retry` starts a new attempt, so older tokens no longer match.)"""
+    return job.state == S.QUEUED and job.submit_attempts > 0
+
+
+def _proved_accepted(job: Job, task_id: str, now: datetime, policy: Policy, why: str) -> Transition:
+    """The current attempt is proven accepted (by its token or its answer): track its task now,
+    call off any scheduled resubmit, and poll at once."""
+    changes = _accepted_changes(job, task_id, now, policy)
+    changes["next_poll_at"] = now
+    return Transition(S.PENDING, changes, why, wake_poller=True)
+
+
 def _submit_accepted(
     job: Job, obs: Observation, now: datetime, policy: Policy
 ) -> Transition | None:
     assert isinstance(obs, SubmitAccepted)
+    if _sent_and_waiting(job):
+        # a late answer of the attempt that was sent: it was accepted after all
+        return _proved_accepted(job, obs.task_id, now, policy, "late answer: upstream accepted")
     if job.state in (S.SUBMITTING, S.UNCERTAIN):
         return Transition(
             S.PENDING,
@@ -195,11 +276,26 @@ def _submit_accepted(
 
 def _submit_failed(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
     assert isinstance(obs, SubmitFailed)
-    if job.state != S.SUBMITTING:
-        return None
+    if job.state not in (S.SUBMITTING, S.UNCERTAIN):
+        return None  # (uncertain: the answer of a submit whose worker was given up on)
+    if job.task_id:
+        # A callback with this attempt's token already proved the upstream accepted it: no
+        # answer may lead to another submit (that would pay twice).
+        return _proved_accepted(
+            job,
+            job.task_id,
+            now,
+            policy,
+            f"accepted (proved by its callback) despite the answer: {obs.message}",
+        )
     if obs.retryable and job.submit_attempts < policy.submit_max_attempts:
-        delay = backoff(
-            job.submit_attempts, policy.submit_backoff_base_s, policy.submit_backoff_max_s
+        delay = jittered_backoff(
+            job,
+            "submit",
+            job.submit_attempts,
+            policy.submit_backoff_base_s,
+            policy.submit_backoff_max_s,
+            policy,
         )
         if obs.retry_after is not None:
             delay = max(delay, obs.retry_after)
@@ -222,13 +318,8 @@ def _submit_unknown(job: Job, obs: Observation, now: datetime, policy: Policy) -
     message = obs.message if isinstance(obs, SubmitUnknown) else "worker lost mid-submit"
     if job.task_id:
         # An early callback with this attempt's token already proved the upstream accepted it.
-        changes = _accepted_changes(job, job.task_id, now, policy)
-        changes["next_poll_at"] = now
-        return Transition(
-            S.PENDING,
-            changes,
-            f"accepted (proved by an early callback); {message}",
-            wake_poller=True,
+        return _proved_accepted(
+            job, job.task_id, now, policy, f"accepted (proved by an early callback); {message}"
         )
     return Transition(
         S.UNCERTAIN,
@@ -301,10 +392,8 @@ def _report_transition(
     if (report.tracks or report.video_url) and not stale:
         changes["result"] = report.result_json()  # partial results as they appear
     if job.state == S.TIMED_OUT:
-        late_end = (job.deadline_at or now) + timedelta(seconds=policy.late_window_s)
-        changes["next_poll_at"] = (
-            _after(now, policy.late_poll_interval_s) if now < late_end else None
-        )
+        late = _after(now, policy.late_poll_interval_s)
+        changes["next_poll_at"] = late if late < _late_end(job, now, policy) else None
     elif job.hint and confirmed < hint_rank and job.hint_polls < 1:
         changes["next_poll_at"] = _after(now, policy.confirm_delay_s)
         changes["hint_polls"] = job.hint_polls + 1
@@ -345,10 +434,16 @@ def _refresh_urls(
 def _polled(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
     assert isinstance(obs, Polled)
     transition = _report_transition(job, obs.report, now, policy, via="poll")
-    if transition is not None:
-        transition.changes.setdefault("poll_failures", 0)
-        if job.poll_failures:
-            transition.changes["poll_failures"] = 0
+    if transition is None:
+        # An answer the rules ignore (another task's id, a failure after a confirmed
+        # success, a success without URLs while downloading) must still move the next poll
+        # out, or the job would be due again at every tick and drain the poll budget.
+        if job.state in POLLABLE and job.next_poll_at is not None and job.next_poll_at <= now:
+            return _poll_later(job, now, policy, "poll answer ignored")
+        return None
+    transition.changes.setdefault("poll_failures", 0)
+    if job.poll_failures:
+        transition.changes["poll_failures"] = 0
     return transition
 
 
@@ -356,29 +451,56 @@ def _poll_failed(job: Job, obs: Observation, now: datetime, policy: Policy) -> T
     assert isinstance(obs, PollFailed)
     if job.state not in POLLABLE or job.next_poll_at is None:
         return None
+    return _poll_later(job, now, policy, "poll failed", retry_after=obs.retry_after)
+
+
+def _late_end(job: Job, now: datetime, policy: Policy) -> datetime:
+    """When a `timed_out` job stops looking for a late result."""
+    return (job.deadline_at or now) + timedelta(seconds=policy.late_window_s)
+
+
+def _poll_later(
+    job: Job, now: datetime, policy: Policy, why: str, *, retry_after: float | None = None
+) -> Transition:
+    """A poll that brought nothing usable: back off (with jitter), and for a `timed_out` job
+    never past the end of its late window, whether its polls fail or succeed."""
     failures = job.poll_failures + 1
-    delay = backoff(failures, policy.poll_backoff_base_s, policy.poll_backoff_max_s)
-    if obs.retry_after is not None:
-        delay = max(delay, obs.retry_after)
+    delay = jittered_backoff(
+        job, "poll", failures, policy.poll_backoff_base_s, policy.poll_backoff_max_s, policy
+    )
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    if job.state == S.TIMED_OUT:
+        delay = max(delay, policy.late_poll_interval_s)
+        if _after(now, delay) >= _late_end(job, now, policy):
+            return Transition(
+                job.state,
+                {"poll_failures": failures, "next_poll_at": None},
+                f"{why}; late window over, no more polls",
+            )
     return Transition(
         job.state,
         {"poll_failures": failures, "next_poll_at": _after(now, delay)},
-        f"poll failed, retry in {delay:.1f}s",
+        f"{why}, retry in {delay:.1f}s",
     )
 
 
 def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
     assert isinstance(obs, CallbackReceived)
     report = obs.report
-    if job.state == S.UNCERTAIN:
+    if job.state == S.UNCERTAIN or _sent_and_waiting(job):
         if not report.task_id:
             return None
-        # The token proves this callback answers our submit: the upstream accepted it.
-        accepted = _accepted_changes(job, report.task_id, now, policy)
-        accepted["next_poll_at"] = now
-        return Transition(
-            S.PENDING, accepted, "callback resolved uncertain submit", wake_poller=True
-        )
+        # The token proves this callback answers our current attempt: the upstream accepted
+        # it. Uncertain is resolved; a resubmit waiting in `queued` is called off.
+        if job.state == S.UNCERTAIN:
+            why = "callback resolved uncertain submit"
+        else:
+            why = "callback proved the attempt accepted: resubmit called off"
+        accepted = _proved_accepted(job, report.task_id, now, policy, why)
+        if STATUS_RANK[report.status] > STATUS_RANK[UpstreamStatus.PENDING]:
+            accepted.changes.update(hint=report.status.value, hint_polls=0)
+        return accepted
     if job.state in TERMINAL or job.state == S.QUEUED:
         return None
     if report.task_id and job.task_id and report.task_id != job.task_id:
@@ -483,7 +605,14 @@ def _download_failed(
         changes["next_poll_at"] = now
         note = f"{obs.artifact}: URL expired, polling for a fresh one"
     else:
-        delay = backoff(attempts, policy.download_backoff_base_s, policy.download_backoff_max_s)
+        delay = jittered_backoff(
+            job,
+            f"download:{obs.artifact}",
+            attempts,
+            policy.download_backoff_base_s,
+            policy.download_backoff_max_s,
+            policy,
+        )
         updated = replace(
             current,
             attempts=attempts,
@@ -559,6 +688,8 @@ def _retry(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transit
         {
             "task_id": None,
             "submit_attempts": 0,
+            # a new attempt: the old one's tokens and late answers no longer count
+            "attempt": job.attempt + 1,
             "result": None,
             "artifacts": (),
             "error": None,
@@ -587,9 +718,7 @@ def _resolve(job: Job, obs: Observation, now: datetime, policy: Policy) -> Trans
         )
     if not obs.task_id:
         return None
-    changes = _accepted_changes(job, obs.task_id, now, policy)
-    changes["next_poll_at"] = now
-    return Transition(S.PENDING, changes, "operator: taskId given", wake_poller=True)
+    return _proved_accepted(job, obs.task_id, now, policy, "operator: taskId given")
 
 
 _HANDLERS = {

@@ -95,11 +95,19 @@ class SubmitStarted(Observation):
         return {}  # the token hash stays in its own table
 
 
+# ``attempt`` on the observations below names the submit attempt they answer (Job.attempt
+# when it was sent; a callback's comes from its token). Only the job's CURRENT attempt may
+# set or resolve its taskId: an answer or a callback of a superseded attempt is recorded and
+# changes nothing (docs/states.md, "Attempts and tokens"). None: the caller does not know
+# (tests, operator input); it is read as the current attempt.
+
+
 @dataclass(frozen=True)
 class SubmitAccepted(Observation):
     source: ClassVar[str] = "submitter"
     name: ClassVar[str] = "submit_accepted"
     task_id: str
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -110,6 +118,7 @@ class SubmitFailed(Observation):
     message: str
     code: int | None = None
     retry_after: float | None = None
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,7 @@ class SubmitUnknown(Observation):
     source: ClassVar[str] = "submitter"
     name: ClassVar[str] = "submit_unknown"
     message: str
+    attempt: int | None = None
 
 
 @dataclass(frozen=True)
@@ -152,12 +162,14 @@ class PollFailed(Observation):
 
 @dataclass(frozen=True)
 class CallbackReceived(Observation):
-    """A callback that passed validation. ``trusted`` is true only in `trust` mode."""
+    """A callback that passed validation. ``trusted`` is true only in `trust` mode;
+    ``attempt`` is the submit attempt its token was issued for."""
 
     source: ClassVar[str] = "callback"
     name: ClassVar[str] = "callback_received"
     report: UpstreamReport
     trusted: bool = False
+    attempt: int | None = None
 
 
 # --- downloader ------------------------------------------------------------------------------

@@ -9,16 +9,17 @@ observation is folded into whatever the job has become meanwhile.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from orchestrator import faultpoints
 from orchestrator.domain import Job, NewEvent
-from orchestrator.exceptions import StaleJob, StoreError
+from orchestrator.exceptions import ObservationError, OrchestratorError, StaleJob, StoreError
 from orchestrator.logs import get_logger
-from orchestrator.machine import Policy, Transition, decide
+from orchestrator.machine import Policy, Transition, decide, ignored_note
 from orchestrator.observations import CallbackReceived, Observation, Polled, PollFailed
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store
@@ -82,20 +83,21 @@ class Reconciler:
         """
         current = job
         for _ in range(MAX_RACES):
-            transition, updated, event = self._fold(current, observation, now, raw, note)
-            faultpoints.reach(f"transition.{observation.name}")
-            try:
-                stored = self.store.apply(
-                    current,
-                    updated,
-                    event,
-                    now,
-                    token_hash=transition.token_hash if transition else None,
-                    release_owner=release_owner,
-                )
-            except StaleJob:
-                current = self.store.get_job(current.id)
-                continue
+            with _deterministic_failures(current, observation):
+                transition, updated, event = self._fold(current, observation, now, raw, note)
+                faultpoints.reach(f"transition.{observation.name}")
+                try:
+                    stored = self.store.apply(
+                        current,
+                        updated,
+                        event,
+                        now,
+                        token_hash=transition.token_hash if transition else None,
+                        release_owner=release_owner,
+                    )
+                except StaleJob:
+                    current = self.store.get_job(current.id)
+                    continue
             outcome = Outcome(stored, transition, current.state)
             self._report(outcome, observation)
             return outcome
@@ -113,21 +115,22 @@ class Reconciler:
             for item in items:
                 for _ in range(MAX_RACES):
                     current = unit.get_job(item.job_id)
-                    transition, updated, event = self._fold(
-                        current, item.observation, item.now, item.raw, ""
-                    )
-                    faultpoints.reach(f"transition.{item.observation.name}")
-                    try:
-                        stored = unit.apply(
-                            current,
-                            updated,
-                            event,
-                            item.now,
-                            token_hash=transition.token_hash if transition else None,
-                            release_owner=item.release_owner,
+                    with _deterministic_failures(current, item.observation):
+                        transition, updated, event = self._fold(
+                            current, item.observation, item.now, item.raw, ""
                         )
-                    except StaleJob:  # PostgreSQL: another node won the row; read again
-                        continue
+                        faultpoints.reach(f"transition.{item.observation.name}")
+                        try:
+                            stored = unit.apply(
+                                current,
+                                updated,
+                                event,
+                                item.now,
+                                token_hash=transition.token_hash if transition else None,
+                                release_owner=item.release_owner,
+                            )
+                        except StaleJob:  # PostgreSQL: another node won the row; read again
+                            continue
                     outcomes.append(Outcome(stored, transition, current.state))
                     break
                 else:
@@ -149,7 +152,7 @@ class Reconciler:
             source=observation.source,
             type=observation.name,
             payload=payload,
-            note=note or (transition.note if transition else "no change"),
+            note=note or (transition.note if transition else ignored_note(current, observation)),
         )
         return transition, updated, event
 
@@ -203,6 +206,27 @@ class Reconciler:
             self._on_wake(job.id)
         if self._on_transition is not None and outcome.transition is not None:
             self._on_transition(outcome)
+
+
+@contextmanager
+def _deterministic_failures(job: Job, observation: Observation) -> Iterator[None]:
+    """Anything but a database failure while folding or storing one observation (data the
+    store cannot hold, a bug in a rule) becomes :class:`ObservationError`: retrying the same
+    observation would fail the same way. Errors of our own tree pass unchanged."""
+    try:
+        yield
+    except OrchestratorError:
+        raise  # a database failure, a lost race, a missing job: the caller's to handle
+    except Exception as exc:
+        log.error(
+            "observation_failed",
+            key=job.key,
+            observation=observation.name,
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
+        raise ObservationError(
+            f"{observation.name} for job {job.key!r} cannot be recorded: {type(exc).__name__}"
+        ) from exc
 
 
 def _count(current: Job, updated: Job | None, observation: Observation) -> Job | None:

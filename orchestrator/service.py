@@ -6,7 +6,6 @@ Recording a job needs only the store: the daemon (if running) picks it up. Opera
 
 from __future__ import annotations
 
-import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -66,10 +65,6 @@ class JobService:
                 validate_job_key(key)
             except ConfigError as exc:
                 raise InvalidParams(str(exc)) from None
-        try:
-            json.dumps(dict(params))
-        except (TypeError, ValueError) as exc:
-            raise InvalidParams(f"params must be JSON values: {exc}") from None
         return self.store.create_job(
             NewJob(key=key, kind=kind, params=dict(params), provider=self.provider), self.clock()
         )
@@ -84,7 +79,13 @@ class JobService:
 
     def detail(self, key: str) -> JobDetail:
         job = self.store.get_job_by_key(key)
-        return JobDetail(job, self.store.events(job.id), explain(job, self.policy))
+        events = self.store.events(job.id)
+        why = explain(job, self.policy)
+        older = older_tasks(job, events)
+        if older:
+            listed = ", ".join(f"{task} (attempt {attempt})" for attempt, task in older)
+            why += f"; older attempts' tasks exist upstream (paid for, not tracked): {listed}"
+        return JobDetail(job, events, why)
 
     def cancel(self, key: str) -> Job:
         return self._operate(key, CancelRequested(), "cancel", "a job that is not finished")
@@ -106,6 +107,25 @@ class JobService:
                 f"{verb} applies to {applies}"
             )
         return outcome.job
+
+
+def older_tasks(job: Job, events: Sequence[Event]) -> list[tuple[int, str]]:
+    """Upstream tasks of attempts other than the job's current one, from its event log:
+    (attempt, taskId) in the order they were first seen. Each was paid for."""
+    found: dict[str, int] = {}
+    for event in events:
+        attempt = event.payload.get("attempt")
+        if not isinstance(attempt, int) or attempt == job.attempt:
+            continue
+        task = None
+        if event.type == "submit_accepted":
+            task = event.payload.get("task_id")
+        elif event.type == "callback_received":
+            report = event.payload.get("report")
+            task = report.get("task_id") if isinstance(report, dict) else None
+        if isinstance(task, str) and task != job.task_id and task not in found:
+            found[task] = attempt
+    return [(attempt, task) for task, attempt in found.items()]
 
 
 def explain(job: Job, policy: Policy) -> str:

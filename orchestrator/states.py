@@ -37,8 +37,11 @@ S = JobState
 #: Every edge the machine may take. A transition to the same state (a scheduling or partial
 #: result update) is always allowed and is not listed.
 EDGES: dict[JobState, frozenset[JobState]] = {
-    S.QUEUED: frozenset({S.SUBMITTING, S.CANCELLED}),
+    # queued -> pending: the attempt sent before (a retryable error, or `resubmit` of an
+    # uncertain job) proves accepted by its callback or a late answer; the resubmit is off
+    S.QUEUED: frozenset({S.SUBMITTING, S.PENDING, S.CANCELLED}),
     S.SUBMITTING: frozenset({S.PENDING, S.FAILED, S.QUEUED, S.UNCERTAIN, S.CANCELLED}),
+    # uncertain -> queued also when the lost worker's late answer says "not created, retry"
     S.UNCERTAIN: frozenset({S.PENDING, S.QUEUED, S.FAILED, S.CANCELLED}),
     S.PENDING: frozenset({S.RUNNING, S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),

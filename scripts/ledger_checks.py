@@ -105,7 +105,8 @@ def check(
             if token is None:
                 return None
             if token not in job_by_token:
-                job_by_token[token] = store.find_by_token(hash_token(token))
+                found = store.find_by_token(hash_token(token))
+                job_by_token[token] = found.job if found is not None else None
             return job_by_token[token]
 
         # --- submits: one accepted submit per job, unless resubmitted after uncertain

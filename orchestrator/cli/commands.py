@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from orchestrator.api import Orchestrator
 from orchestrator.cli import render
 from orchestrator.config import load_settings
 from orchestrator.domain import Job
+from orchestrator.jsonvalues import dumps_strict
 from orchestrator.observations import Resolution
 from orchestrator.states import JobState
 
@@ -34,7 +34,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         job = orc.submit(args.kind, _params(args), key=args.key)
         if not args.wait:
             if args.json:
-                print(json.dumps(job.to_json(), indent=2))
+                print(dumps_strict(job.to_json(), indent=2))
             else:
                 print(job.key)
             return 0
@@ -49,7 +49,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 1
         if args.json:
-            print(json.dumps(done.to_json(), indent=2))
+            print(dumps_strict(done.to_json(), indent=2))
         return 0 if done.state == JobState.COMPLETED else 1
 
 
@@ -57,7 +57,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as orc:
         jobs = orc.list(state=args.state, kind=args.kind)
     if args.json:
-        print(json.dumps([j.to_json() for j in jobs], indent=2))
+        print(dumps_strict([j.to_json() for j in jobs], indent=2))
     else:
         render.status_table(jobs)
     return 0
@@ -70,7 +70,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         body = detail.job.to_json()
         body["why"] = detail.why
         body["events"] = [render.event_json(e) for e in detail.events]
-        print(json.dumps(body, indent=2))
+        print(dumps_strict(body, indent=2))
     else:
         render.show(detail)
     return 0

@@ -8,7 +8,6 @@ and no traceback; 130 interrupted.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from orchestrator.exceptions import (
     StoreError,
     UsageError,
 )
+from orchestrator.jsonvalues import loads_strict
 from orchestrator.states import JobState
 
 
@@ -30,7 +30,7 @@ def _parse_param(text: str) -> tuple[str, Any]:
     if not sep or not name:
         raise UsageError(f"--param takes NAME=VALUE, got {text!r}")
     try:
-        return name, json.loads(value)
+        return name, loads_strict(value)  # "NaN" is not JSON: it stays the string "NaN"
     except ValueError:
         return name, value
 
@@ -39,7 +39,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     params: dict[str, Any] = {}
     if args.params:
         try:
-            loaded = json.loads(args.params)
+            loaded = loads_strict(args.params)
         except ValueError as exc:
             raise UsageError(f"--params is not valid JSON: {exc}") from None
         if not isinstance(loaded, dict):

@@ -103,7 +103,11 @@ def show(detail: JobDetail) -> None:
         ("params", _short(job.params)),
         ("next poll", isoformat(job.next_poll_at) or "-"),
         ("deadline", isoformat(job.deadline_at) or "-"),
-        ("counts", f"{job.polls} polls, {job.callbacks} callbacks, {job.submit_attempts} submits"),
+        (
+            "counts",
+            f"{job.polls} polls, {job.callbacks} callbacks, {job.submit_attempts} submits"
+            f" (attempt {job.attempt})",
+        ),
         ("created", isoformat(job.created_at)),
         ("finished", isoformat(job.finished_at) or "-"),
     ):

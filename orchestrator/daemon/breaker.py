@@ -1,7 +1,12 @@
 """A circuit breaker per upstream: stop hammering an upstream that is down.
 
-After ``threshold`` consecutive transient failures the circuit opens for ``cooldown_s``; then
-one probe is let through (half-open); a success closes it, a failure reopens it.
+What counts: only errors whose ``outage`` is set (transport errors, timeouts, 5xx and
+maintenance answers; see :mod:`orchestrator.exceptions`). An upstream that answers
+"task not found yet", a validation error or garbage is up, and such an answer counts as a
+success. After ``threshold`` consecutive outages the circuit opens for ``cooldown_s``; then
+it is half-open and admits exactly ONE request (the probe): its success closes the circuit,
+its failure reopens it. Loops ask :meth:`CircuitBreaker.room` how many jobs to claim (one
+while half-open) and :meth:`CircuitBreaker.allow` before each request.
 """
 
 from __future__ import annotations
@@ -9,10 +14,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from enum import StrEnum
 
+from orchestrator.exceptions import UpstreamError
 from orchestrator.logs import get_logger
 
 log = get_logger("orchestrator.breaker")
+
+
+class BreakerState(StrEnum):
+    CLOSED = "closed"  #: requests flow
+    OPEN = "open"  #: cooling down: no request goes out
+    HALF_OPEN = "half_open"  #: one probe may go out (or is out)
 
 
 class CircuitBreaker:
@@ -33,18 +46,38 @@ class CircuitBreaker:
         self._probe_at = 0.0
         self._lock = threading.Lock()
 
+    def _probe_free(self, now: float) -> bool:
+        # a probe whose caller never reported back (it found no work, or failed in a way that
+        # is not the upstream's) must not keep the circuit open forever: after another
+        # cooldown a new probe is let through
+        return not self._probing or now - self._probe_at >= self.cooldown_s
+
+    def state(self) -> BreakerState:
+        with self._lock:
+            if self._opened_at is None:
+                return BreakerState.CLOSED
+            if self._clock() - self._opened_at < self.cooldown_s:
+                return BreakerState.OPEN
+            return BreakerState.HALF_OPEN
+
+    def room(self, wanted: int) -> int:
+        """How many of ``wanted`` requests a loop may prepare now: all while closed, one
+        while half-open with no probe out, none otherwise. Takes no permit."""
+        with self._lock:
+            if self._opened_at is None:
+                return wanted
+            now = self._clock()
+            if now - self._opened_at < self.cooldown_s or not self._probe_free(now):
+                return 0
+            return min(wanted, 1)
+
     def allow(self) -> bool:
-        """May a request go out now?"""
+        """May this one request go out now? While half-open, True exactly once (the probe)."""
         with self._lock:
             if self._opened_at is None:
                 return True
             now = self._clock()
-            if now - self._opened_at < self.cooldown_s:
-                return False
-            # a probe whose caller never reported back (it found no work, or failed in a way
-            # that is not the upstream's) must not keep the circuit open forever: after another
-            # cooldown a new probe is let through
-            if self._probing and now - self._probe_at < self.cooldown_s:
+            if now - self._opened_at < self.cooldown_s or not self._probe_free(now):
                 return False
             self._probing = True
             self._probe_at = now
@@ -52,8 +85,16 @@ class CircuitBreaker:
 
     @property
     def is_open(self) -> bool:
+        """Not closed: open, or half-open waiting for its probe."""
         with self._lock:
             return self._opened_at is not None
+
+    def record(self, error: UpstreamError | None) -> None:
+        """Report a request's result: None (an answer) or the error it raised."""
+        if error is not None and error.outage:
+            self.failure()
+        else:
+            self.success()
 
     def success(self) -> None:
         with self._lock:

@@ -19,7 +19,7 @@ from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.inflight import InFlight
 from orchestrator.daemon.ratelimit import TokenBucket
 from orchestrator.domain import Job
-from orchestrator.exceptions import UpstreamError, UpstreamRateLimited, UpstreamTransient
+from orchestrator.exceptions import UpstreamError, UpstreamRateLimited
 from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger
 from orchestrator.observations import Polled, PollFailed
@@ -66,9 +66,10 @@ class Poller:
 
     def tick(self) -> int:
         """Claim due jobs up to the free capacity and hand them to the pool."""
-        if self.stop.is_set() or not self.breaker.allow():
+        if self.stop.is_set():
             return 0
-        room = min(self.batch, self.concurrency * 4 - self._inflight.count())
+        # while the breaker is half-open only its single probe may go out
+        room = self.breaker.room(min(self.batch, self.concurrency * 4 - self._inflight.count()))
         if room <= 0:
             return 0
         jobs = self.store.claim(POLL, self.owner, self.clock(), self.lease_s, room)
@@ -92,21 +93,28 @@ class Poller:
         self._poll(job)
 
     def _poll(self, job: Job) -> None:
-        if job.task_id is None or not self.bucket.acquire(self.stop):
+        if job.task_id is None or not self.breaker.allow() or not self.bucket.acquire(self.stop):
             self.store.release(job.id, self.owner)
             return
         try:
             report = self.provider.fetch(job.kind, job.task_id)
         except UpstreamError as exc:
-            if isinstance(exc, UpstreamTransient) and not isinstance(exc, UpstreamRateLimited):
-                self.breaker.failure()
+            self.breaker.record(exc)
             retry_after = exc.retry_after if isinstance(exc, UpstreamRateLimited) else None
             log.info("poll_failed", key=job.key, code=exc.code, error=exc.message)
             self._record(job, PollFailed(exc.message, exc.code, retry_after))
             return
-        self.breaker.success()
+        self.breaker.record(None)
         faultpoints.reach("poll.before_record")
-        outcome = self._record(job, Polled(report))
+        try:
+            outcome = self._record(job, Polled(report))
+        except Exception as exc:
+            # An answer the store cannot hold (or a bug folding it) must not become a crash
+            # loop of re-polls once per lease: record it as a failed poll, which backs off.
+            # If the database itself is down this fails too, and the lease expires.
+            log.exception("poll_record_failed", key=job.key)
+            self._record(job, PollFailed(f"answer could not be recorded: {type(exc).__name__}"))
+            return
         if outcome.job.callbacks:
             # make forged or stale callbacks visible (they changed nothing in verify mode)
             try:

@@ -80,9 +80,10 @@ class Submitter:
 
     def tick(self) -> int:
         """Claim what the rate limit allows now and submit it. Returns how many were sent."""
-        if self.stop.is_set() or not self.breaker.allow():
+        if self.stop.is_set():
             return 0
-        room = min(self.batch, self.limiter.available())
+        # while the breaker is half-open only its single probe may go out
+        room = self.breaker.room(min(self.batch, self.limiter.available()))
         if room <= 0:
             return 0
         sent = 0
@@ -94,6 +95,9 @@ class Submitter:
         return sent
 
     def submit_one(self, job: Job) -> int:
+        if not self.breaker.allow():
+            self.store.release(job.id, self.owner)
+            return 0
         wait = self.limiter.try_acquire()
         if wait > 0:
             self.store.release(job.id, self.owner)
@@ -104,29 +108,37 @@ class Submitter:
             self.store.release(job.id, self.owner)
             return 0
         job = started.job
+        attempt = job.attempt
         faultpoints.reach("submit.before_send")
         try:
             task_id = self.provider.submit(
                 job.kind, job.params, callback_url(self.public_url, token)
             )
         except UpstreamRateLimited as exc:
-            self.breaker.success()  # it answered; it is up
+            self.breaker.record(exc)  # it answered; it is up
             self.limiter.penalize(exc.retry_after or self.limiter.window_s)
-            self._observe(job, SubmitFailed(True, exc.message, exc.code, exc.retry_after))
+            self._observe(job, SubmitFailed(True, exc.message, exc.code, exc.retry_after, attempt))
         except UpstreamAmbiguous as exc:
+            self.breaker.record(exc)
             faultpoints.reach("submit.after_send")
             log.warning("submit_outcome_unknown", key=job.key, error=exc.message)
-            self._observe(job, SubmitUnknown(exc.message))
+            self._observe(job, SubmitUnknown(exc.message, attempt))
         except UpstreamTransient as exc:
-            self.breaker.failure()
-            self._observe(job, SubmitFailed(True, exc.message, exc.code))
+            self.breaker.record(exc)
+            self._observe(job, SubmitFailed(True, exc.message, exc.code, attempt=attempt))
         except UpstreamRejected as exc:
-            self.breaker.success()
-            self._observe(job, SubmitFailed(False, exc.message, exc.code))
+            self.breaker.record(exc)
+            self._observe(job, SubmitFailed(False, exc.message, exc.code, attempt=attempt))
+        except Exception as exc:
+            # not an error the provider mapped: whether the request left is unknown, so the
+            # safe reading is "maybe paid" (the provider maps everything raised before the
+            # request leaves to UpstreamRejected, which fails the job without a submit)
+            log.exception("submit_crashed", key=job.key)
+            self._observe(job, SubmitUnknown(f"unexpected error: {type(exc).__name__}", attempt))
         else:
-            self.breaker.success()
+            self.breaker.record(None)
             faultpoints.reach("submit.after_send")
-            self._observe(job, SubmitAccepted(task_id))
+            self._observe(job, SubmitAccepted(task_id, attempt))
             faultpoints.reach("submit.after_record")
         return 1
 

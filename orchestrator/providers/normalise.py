@@ -15,6 +15,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from orchestrator.jsonvalues import is_storable_word
 from orchestrator.observations import Track, UpstreamReport, UpstreamStatus
 from orchestrator.providers.timestamps import timestamp_iso
 
@@ -76,6 +77,8 @@ def _url(item: Mapping[str, Any], names: Sequence[str], where: str) -> str | Non
         if not isinstance(value, str):
             raise ShapeError(f"{where}.{name} must be a string or null")
         value = value.strip()
+        if value and not is_storable_word(value):
+            raise ShapeError(f"{where}.{name} has control characters or broken Unicode")
         if value:
             return value
     return None
@@ -107,6 +110,8 @@ def track_from(item: object, where: str = "track") -> Track:
     track_id = item.get("id")
     if not isinstance(track_id, str) or not track_id.strip():
         raise ShapeError(f"{where}.id must be a non-empty string")
+    if not is_storable_word(track_id.strip()):
+        raise ShapeError(f"{where}.id has control characters or broken Unicode")
     created = None
     for name in _CREATED:
         created = timestamp_iso(item.get(name))
@@ -268,6 +273,8 @@ def callback_envelope(body: object) -> tuple[int, str | None, Mapping[str, Any],
         task_id = data.get("taskId")  # lyrics callbacks say taskId
     if not isinstance(task_id, str) or not task_id.strip() or len(task_id) > 200:
         raise ShapeError("callback data.task_id must be a non-empty string")
+    if not is_storable_word(task_id.strip()):
+        raise ShapeError("callback data.task_id has control characters or broken Unicode")
     return code, msg, data, task_id.strip()
 
 

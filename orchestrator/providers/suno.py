@@ -4,25 +4,36 @@ I/O happens only here, through the injected ``httpx.Client``. Foreign errors are
 at this boundary (``raise ... from exc``)::
 
     submit (POST kind.submit_path)
+      the request cannot be built (params JSON cannot encode: NaN, ...)
+                                         nothing sent                    -> UpstreamRejected
       request never reached the server   ConnectError, ConnectTimeout, PoolTimeout,
-                                         proxy / local protocol errors   -> UpstreamTransient
+                                         proxy / local protocol errors   -> UpstreamUnavailable
       request may have been received     ReadTimeout, WriteTimeout, ReadError, WriteError,
                                          RemoteProtocolError, other      -> UpstreamAmbiguous
+                                                                            (outage)
       HTTP 2xx, body not an envelope, or code 200 without data.taskId   -> UpstreamAmbiguous
       HTTP 502/504/520/524 without an envelope (a gateway gave up
       waiting for the origin)                                            -> UpstreamAmbiguous
+                                                                            (outage)
       envelope code (or bare HTTP status) per the profile table:
         success -> taskId; rate limited -> UpstreamRateLimited(retry_after);
-        retryable -> UpstreamTransient; final -> UpstreamRejected
+        retryable (5xx, 455 maintenance, 408) -> UpstreamUnavailable; final -> UpstreamRejected
 
     fetch (GET kind.detail_path?taskId=)
-      any transport error                                 -> UpstreamTransient
+      any transport error                                 -> UpstreamUnavailable
       HTTP 404, code 404, "not found" msg, code 200 + null data (unknown task)
                                                           -> UpstreamTransient(code=404)
       auth (code 401, HTTP 401/403)                       -> UpstreamRejected
       rate limited                                        -> UpstreamRateLimited
+      retryable (5xx, 455 maintenance, 408)               -> UpstreamUnavailable
       any other error code                                -> UpstreamTransient
-      garbage (not an envelope, wrong shape, unknown status) -> UpstreamProtocolError
+      garbage (not strict JSON, not an envelope, wrong shape, unknown status)
+                                                          -> UpstreamProtocolError
+
+Only :class:`UpstreamUnavailable` and an ambiguous timeout or reset carry ``outage``: the
+circuit breaker counts nothing else (an upstream that answers "not found yet" or garbage is
+up). Bodies are parsed as strict JSON (``NaN``/``Infinity`` refused), so nothing the project
+stores or prints later can be non-standard JSON.
 
 The API key goes only into the ``Authorization`` header: never into a message or a repr.
 """
@@ -43,7 +54,9 @@ from orchestrator.exceptions import (
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTransient,
+    UpstreamUnavailable,
 )
+from orchestrator.jsonvalues import dumps_body, is_storable_word, loads_strict
 from orchestrator.kinds import get_kind
 from orchestrator.observations import UpstreamReport
 from orchestrator.providers import normalise
@@ -100,22 +113,29 @@ class SunoProvider:
     def submit(self, kind: str, params: Mapping[str, Any], callback_url: str) -> str:
         spec = get_kind(kind)
         where = f"{self.profile} submit {spec.name}"
-        body = {**params, "callBackUrl": callback_url}
         try:
-            response = self._client.post(
+            request = self._client.build_request(
+                "POST",
                 self.base_url + spec.submit_path,
-                json=body,
-                headers=self._headers(),
+                content=dumps_body({**params, "callBackUrl": callback_url}),
+                headers={**self._headers(), "Content-Type": "application/json"},
                 timeout=self._timeout,
             )
+        except Exception as exc:  # nothing left this process: a final, explained failure
+            raise UpstreamRejected(
+                f"{where}: request not sent, it cannot be built ({self._describe(exc)})"
+            ) from exc
+        try:
+            response = self._client.send(request)
         except _NEVER_SENT as exc:
-            raise UpstreamTransient(
+            raise UpstreamUnavailable(
                 f"{where}: request not delivered ({self._describe(exc)})"
             ) from exc
         except httpx.HTTPError as exc:
             raise UpstreamAmbiguous(
                 f"{where}: no answer after sending ({self._describe(exc)}); "
-                "the task may have been created"
+                "the task may have been created",
+                outage=True,
             ) from exc
 
         http = response.status_code
@@ -144,6 +164,7 @@ class SunoProvider:
             raise UpstreamAmbiguous(
                 f"{where}: HTTP {http} from a gateway; the task may have been created",
                 http_status=http,
+                outage=True,
             )
         msg = envelope.get("msg") if envelope is not None else None
         self._raise_for_code(where, http, msg, response, bare_http=True)
@@ -159,7 +180,7 @@ class SunoProvider:
                 timeout=self._timeout,
             )
         except httpx.HTTPError as exc:
-            raise UpstreamTransient(f"{where}: {self._describe(exc)}") from exc
+            raise UpstreamUnavailable(f"{where}: {self._describe(exc)}") from exc
 
         http = response.status_code
         if http == 404:
@@ -254,7 +275,7 @@ class SunoProvider:
                 retry_after=parse_retry_after(response.headers.get("Retry-After"), utcnow()),
             )
         if outcome is Outcome.RETRYABLE:
-            raise UpstreamTransient(message, code=envelope_code, http_status=http)
+            raise UpstreamUnavailable(message, code=envelope_code, http_status=http)
         if outcome is Outcome.SUCCESS:  # pragma: no cover - callers handle success first
             raise UpstreamProtocolError(message, code=envelope_code, http_status=http)
         raise UpstreamRejected(message, code=envelope_code, http_status=http)
@@ -278,7 +299,7 @@ class SunoProvider:
             message = self._message(where, code, msg, bare_http)
             raise UpstreamTransient(f"{message} (task unknown yet)", code=404, http_status=http)
         outcome = _http_outcome(code) if bare_http else self.profile_config.outcome(code)
-        if outcome is Outcome.RATE_LIMITED:
+        if outcome in (Outcome.RATE_LIMITED, Outcome.RETRYABLE):
             self._raise_for_code(where, code, msg, response, bare_http=bare_http)
         message = self._message(where, code, msg, bare_http)
         raise UpstreamTransient(message, code=None if bare_http else code, http_status=http)
@@ -298,7 +319,7 @@ def _http_outcome(status: int) -> Outcome:
 def _envelope(response: httpx.Response) -> dict[str, Any] | None:
     """The ``{"code": int, "msg": ..., "data": ...}`` envelope, or None if there is none."""
     try:
-        body = response.json()
+        body = loads_strict(response.content)
     except (ValueError, RecursionError, UnicodeDecodeError):
         return None
     if not isinstance(body, dict):
@@ -314,5 +335,7 @@ def _task_id(data: object) -> str | None:
         return None
     task_id = data.get("taskId")
     if isinstance(task_id, str) and task_id.strip() and len(task_id) <= 200:
-        return task_id.strip()
+        task_id = task_id.strip()
+        # an id with control characters or broken Unicode could not be stored or sent back
+        return task_id if is_storable_word(task_id) else None
     return None

@@ -25,6 +25,14 @@ from orchestrator.states import JobState
 
 
 @dataclass(frozen=True)
+class TokenOwner:
+    """Whom a callback token belongs to: a job, and the submit attempt it was issued for."""
+
+    job: Job
+    attempt: int
+
+
+@dataclass(frozen=True)
 class Claim:
     """Which queue a claim draws from."""
 
@@ -111,7 +119,8 @@ class Store(Protocol):
         The job row is written only if its version is still ``job.version`` (compare-and-set),
         and gets ``job.version + 1``; otherwise :class:`StaleJob` is raised and nothing is
         written. Artifact rows are made to match ``updated.artifacts`` (upsert by name).
-        ``token_hash`` (with a submit_started transition) is recorded for callback lookup.
+        ``token_hash`` (with a submit_started transition) is recorded for callback lookup,
+        labelled with ``updated.attempt`` (the attempt it is issued for).
         ``release_owner`` clears the lease if that owner holds it. With ``updated=None`` the
         event is still appended (a duplicate or stale observation) and the version is still
         checked and bumped, so an observation cannot slip past a concurrent change. Returns the
@@ -155,8 +164,9 @@ class Store(Protocol):
         """Give up every lease ``owner`` holds (graceful shutdown). Returns how many."""
         ...
 
-    def find_by_token(self, token_hash: str) -> Job | None:
-        """The job a callback token hash belongs to (any attempt's token), or None."""
+    def find_by_token(self, token_hash: str) -> TokenOwner | None:
+        """The job a callback token hash belongs to and the attempt it was issued for (any
+        attempt's token, current or superseded), or None."""
         ...
 
     def next_due(self, now: datetime) -> datetime | None:

@@ -70,9 +70,10 @@ from orchestrator.stores.base import (
     SUBMIT,
     UNCERTAIN,
     Claim,
+    TokenOwner,
     UnitOfWork,
 )
-from orchestrator.stores.sqlite import READ_ONLY, create_sqlite_engine
+from orchestrator.stores.sqlite import READ_ONLY, SQLiteOpenError, create_sqlite_engine
 from orchestrator.stores.tables import (
     ARTIFACTS,
     CALLBACK_TOKENS,
@@ -92,8 +93,39 @@ A = ARTIFACTS.c
 #: or the HTTP API, all on the operator's behalf).
 CREATED_SOURCE: Final = "operator"
 
+
+def _upgrade_1_to_2(conn: Connection) -> None:
+    """Schema 2: attempts. ``jobs.attempt`` and ``callback_tokens.attempt`` are derived from
+    the tokens already recorded (one per submit attempt, in time order), so a callback of an
+    attempt that a `retry` superseded is told apart from the current one after the upgrade."""
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(text("ALTER TABLE callback_tokens ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0"))
+    conn.execute(
+        text(
+            "UPDATE callback_tokens SET attempt = (SELECT count(*) FROM callback_tokens AS t"
+            " WHERE t.job_id = callback_tokens.job_id"
+            " AND (t.created_at < callback_tokens.created_at OR (t.created_at ="
+            " callback_tokens.created_at AND t.token_hash <= callback_tokens.token_hash)))"
+        )
+    )
+    conn.execute(
+        text(
+            "UPDATE jobs SET attempt = (SELECT count(*) FROM callback_tokens AS t"
+            " WHERE t.job_id = jobs.id)"
+        )
+    )
+    # a job that `retry` put back in `queued` was on its last token's attempt; move it on so
+    # that token no longer counts (schema 1 reset submit_attempts to 0 on retry)
+    conn.execute(
+        text(
+            "UPDATE jobs SET attempt = attempt + 1"
+            " WHERE state = 'queued' AND submit_attempts = 0 AND attempt > 0"
+        )
+    )
+
+
 #: Upgrade steps: ``_UPGRADES[n]`` migrates a version-n database to version n + 1.
-_UPGRADES: dict[int, Callable[[Connection], None]] = {}
+_UPGRADES: dict[int, Callable[[Connection], None]] = {1: _upgrade_1_to_2}
 
 #: Key of the PostgreSQL advisory lock that serialises schema creation across daemons.
 _PG_SCHEMA_LOCK: Final = 0x6F726368  # "orch"
@@ -117,6 +149,7 @@ _MUTABLE: Final = (
     "polls",
     "callbacks",
     "submit_attempts",
+    "attempt",
     "finished_at",
     "next_poll_at",
     "not_before",
@@ -185,11 +218,23 @@ class SQLStore:
                 )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
+        except SQLiteOpenError as exc:
+            raise StoreError(f"cannot open the database: {exc}") from exc
         try:
+            self._connect_once()
             self._init_schema(schema)
         except BaseException:
             self._engine.dispose()
             raise
+
+    def _connect_once(self) -> None:
+        """Open one connection, so that a database that cannot be opened at all (a path
+        under /proc, a server that refuses) says so, rather than "a write failed"."""
+        try:
+            with self._engine.connect():
+                pass
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -354,17 +399,19 @@ class SQLStore:
         found = [_event_from_row(row) for row in rows]
         return found if limit is None else found[::-1]
 
-    def find_by_token(self, token_hash: str) -> Job | None:
-        query = (
-            select(JOBS)
-            .join(CALLBACK_TOKENS, CALLBACK_TOKENS.c.job_id == J.id)
-            .where(CALLBACK_TOKENS.c.token_hash == token_hash)
-        )
+    def find_by_token(self, token_hash: str) -> TokenOwner | None:
         with self._read() as conn:
-            row = conn.execute(query).mappings().first()
-            if row is None:
+            found = conn.execute(
+                select(CALLBACK_TOKENS.c.job_id, CALLBACK_TOKENS.c.attempt).where(
+                    CALLBACK_TOKENS.c.token_hash == token_hash
+                )
+            ).first()
+            if found is None:
                 return None
-            return _job_from_row(row, _load_artifacts(conn, [row["id"]]).get(row["id"], ()))
+            job = self._find_job_on(conn, J.id == found.job_id)
+            if job is None:  # pragma: no cover - the foreign key forbids it
+                return None
+            return TokenOwner(job, int(found.attempt))
 
     # --- writes -------------------------------------------------------------------------
 
@@ -435,8 +482,11 @@ class SQLStore:
         if updated is not None and artifacts_changed:
             self._write_artifacts(conn, job, updated)
         if token_hash is not None:
+            attempt = (updated or job).attempt
             conn.execute(
-                insert(CALLBACK_TOKENS).values(token_hash=token_hash, job_id=job.id, created_at=now)
+                insert(CALLBACK_TOKENS).values(
+                    token_hash=token_hash, job_id=job.id, created_at=now, attempt=attempt
+                )
             )
         faultpoints.reach("store.before_commit")
         return _in_utc(replace(updated if updated is not None else job, version=job.version + 1))
@@ -670,7 +720,10 @@ def _jobs_with_artifacts(conn: Connection, rows: Sequence[RowMapping]) -> list[J
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=_json_default)
+    # strict: NaN or Infinity would be unreadable for PostgreSQL's JSON and other programs
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False
+    )
 
 
 def _json_default(value: object) -> Any:
@@ -705,6 +758,7 @@ def _job_values(job: Job) -> dict[str, Any]:
         "polls": job.polls,
         "callbacks": job.callbacks,
         "submit_attempts": job.submit_attempts,
+        "attempt": job.attempt,
         "finished_at": job.finished_at,
         "next_poll_at": job.next_poll_at,
         "not_before": job.not_before,
@@ -766,6 +820,7 @@ def _job_from_row(row: RowMapping, artifacts: tuple[Artifact, ...]) -> Job:
         polls=row["polls"],
         callbacks=row["callbacks"],
         submit_attempts=row["submit_attempts"],
+        attempt=row["attempt"],
         finished_at=row["finished_at"],
         next_poll_at=row["next_poll_at"],
         not_before=row["not_before"],

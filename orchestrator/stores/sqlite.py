@@ -36,6 +36,11 @@ SYNCHRONOUS = "FULL"
 #: ``PRAGMA wal_autocheckpoint``: pages of WAL after which a commit checkpoints (PASSIVE).
 WAL_AUTOCHECKPOINT_PAGES = 1000
 
+
+class SQLiteOpenError(OSError):
+    """The SQLite file's directory cannot be created (the store reports it as StoreError)."""
+
+
 #: Execution option: this connection's transactions only read (``BEGIN DEFERRED``).
 READ_ONLY = "orchestrator_read_only"
 
@@ -60,7 +65,14 @@ def create_sqlite_engine(url: str | URL, *, busy_timeout_s: float) -> Engine:
     else:
         database = url.database or ""
         if not database.startswith("file:"):
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            parent = Path(database).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SQLiteOpenError(
+                    f"cannot create the directory {str(parent)!r} for the SQLite file: "
+                    f"{exc.strerror or exc}"
+                ) from exc
         # Threads (poller, downloader, callbacks) each hold a connection briefly.
         kwargs["pool_size"] = 10
         kwargs["max_overflow"] = 20

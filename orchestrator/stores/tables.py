@@ -22,7 +22,7 @@ from sqlmodel import Field, SQLModel
 from orchestrator.clock import ensure_utc
 
 #: Bump when the schema changes, and add an upgrade step in :mod:`orchestrator.stores.sql`.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -95,6 +95,8 @@ class JobRow(SQLModel, table=True):
     polls: int = Field(sa_column=Column(Integer, nullable=False))
     callbacks: int = Field(sa_column=Column(Integer, nullable=False))
     submit_attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    #: schema 2: the current submit attempt (never reset; see domain.Job.attempt)
+    attempt: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
     finished_at: datetime | None = _dt()
     next_poll_at: datetime | None = _dt()
     not_before: datetime | None = _dt()
@@ -150,6 +152,8 @@ class CallbackTokenRow(SQLModel, table=True):
     token_hash: str = Field(sa_column=Column(String, primary_key=True))
     job_id: int = Field(foreign_key="jobs.id", nullable=False)
     created_at: datetime = _dt(nullable=False)
+    #: schema 2: the submit attempt (jobs.attempt when it was sent) this token was issued for
+    attempt: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
 class SchemaMetaRow(SQLModel, table=True):

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
+from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orchestrator import faultpoints
@@ -35,16 +36,18 @@ from orchestrator.exceptions import (
     InvalidTransition,
     JobKeyConflict,
     JobNotFound,
+    ObservationError,
     UsageError,
 )
 from orchestrator.groupcommit import GroupCommitter
+from orchestrator.jsonvalues import loads_strict
 from orchestrator.logs import get_logger
-from orchestrator.observations import CallbackReceived
+from orchestrator.observations import CallbackReceived, UpstreamReport
 from orchestrator.providers.base import Provider
-from orchestrator.reconciler import Pending, Reconciler
+from orchestrator.reconciler import Outcome, Pending, Reconciler
 from orchestrator.service import JobService
 from orchestrator.states import JobState
-from orchestrator.stores.base import Store
+from orchestrator.stores.base import Store, TokenOwner
 from orchestrator.web.callback_auth import CallbackAuth
 
 log = get_logger("orchestrator.web")
@@ -78,8 +81,17 @@ def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, i
     return jsonify({"code": code, "msg": msg}), status or code
 
 
+class _StrictJSON(DefaultJSONProvider):
+    """Every JSON this server answers is strict JSON (never ``NaN`` or ``Infinity``)."""
+
+    def dumps(self, obj: Any, **kwargs: Any) -> str:
+        kwargs.setdefault("allow_nan", False)
+        return super().dumps(obj, **kwargs)
+
+
 def create_app(ctx: WebContext) -> Flask:
     app = Flask("orchestrator")
+    app.json = _StrictJSON(app)
     app.config["MAX_CONTENT_LENGTH"] = ctx.max_body_bytes
     # "/callbacks//x" is a 404, not a redirect to somewhere else
     app.url_map.merge_slashes = False
@@ -204,7 +216,7 @@ def _json_body() -> Any:
     if request.mimetype != "application/json":
         raise CallbackRejected("expected Content-Type: application/json", status_code=415)
     try:
-        body = json.loads(request.get_data(cache=False), parse_constant=_no_constant)
+        body = loads_strict(request.get_data())
         # what cannot be stored as UTF-8 JSON (lone surrogates) is refused here, not at commit
         json.dumps(body, allow_nan=False, ensure_ascii=False).encode("utf-8")
     except RequestEntityTooLarge:
@@ -216,19 +228,16 @@ def _json_body() -> Any:
     return body
 
 
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
     ctx.auth.sources.check(request.remote_addr, request.headers.get("X-Forwarded-For"))
     if request.content_length is not None and request.content_length > ctx.max_body_bytes:
         raise CallbackRejected("body too large", status_code=413)
     if not _TOKEN.fullmatch(token):
         raise CallbackNotFound("unknown callback URL")
-    job = ctx.store.find_by_token(hash_token(token))
-    if job is None:
+    owner = ctx.store.find_by_token(hash_token(token))
+    if owner is None:
         raise CallbackNotFound("unknown callback URL")
+    job = owner.job
     now = ctx.clock()
     try:
         body = _json_body()
@@ -240,26 +249,30 @@ def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
     except CallbackRejected as exc:
         _record_refusal(ctx, job, now, "callback_rejected", exc.message, raw=body)
         raise
+    ticket = None
     if ctx.auth.signature is not None:
         try:
-            ctx.auth.signature.verify_headers(
-                report.task_id or "", request.headers, now.timestamp()
+            ticket = ctx.auth.signature.verify_headers(
+                report.task_id or "", request.headers, now.timestamp(), request.get_data()
             )
         except CallbackUnauthorized as exc:
             _record_refusal(ctx, job, now, "callback_unauthorized", exc.message, raw=body)
             raise
-    if report.task_id and job.task_id and report.task_id != job.task_id:
-        _record_refusal(
-            ctx, job, now, "callback_suspicious", "task_id does not match this job", raw=body
-        )
-        raise CallbackError("task_id does not match this callback URL", status_code=409)
-    trusted = ctx.mode == "trust"
-    faultpoints.reach("callback.before_commit")
-    observation = CallbackReceived(report, trusted)
-    if ctx.ingest is not None:
-        outcome = ctx.ingest.submit(Pending(job.id, observation, now, raw=body))
-    else:
-        outcome = ctx.reconciler.observe(job, observation, now, raw=body)
+    try:
+        outcome = _accept_callback(ctx, owner, report, body, now)
+    except ObservationError as exc:
+        # this body will never be accepted (data the store cannot hold, or a bug folding
+        # it): say so with a 4xx and keep an excerpt, instead of a 503 retried forever
+        if ticket is not None:
+            ticket.release()
+        _record_refusal(ctx, job, now, "callback_rejected", exc.message, raw=body)
+        raise CallbackRejected(f"callback cannot be recorded: {exc.message}") from None
+    except BaseException:
+        if ticket is not None:
+            ticket.release()  # not committed: the upstream's retry must not count as a replay
+        raise
+    if ticket is not None:
+        ticket.commit()
     faultpoints.reach("callback.after_commit")
     log.info(
         "callback_accepted",
@@ -269,6 +282,28 @@ def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
         changed=outcome.transition is not None,
     )
     return _answer(200, "success")
+
+
+def _accept_callback(
+    ctx: WebContext, owner: TokenOwner, report: UpstreamReport, body: Any, now: datetime
+) -> Outcome:
+    """Commit a validated callback through the reconciler (refusing a task_id mismatch)."""
+    job = owner.job
+    # A callback of a superseded attempt (the job was retried or resubmitted since) names
+    # another task by design: it is recorded, answered 2xx so the upstream stops retrying,
+    # and changes nothing (the machine ignores it). Only the current attempt's callback must
+    # agree with the job's taskId.
+    current = owner.attempt == job.attempt
+    if current and report.task_id and job.task_id and report.task_id != job.task_id:
+        _record_refusal(
+            ctx, job, now, "callback_suspicious", "task_id does not match this job", raw=body
+        )
+        raise CallbackError("task_id does not match this callback URL", status_code=409)
+    faultpoints.reach("callback.before_commit")
+    observation = CallbackReceived(report, ctx.mode == "trust", owner.attempt)
+    if ctx.ingest is not None:
+        return ctx.ingest.submit(Pending(job.id, observation, now, raw=body))
+    return ctx.reconciler.observe(job, observation, now, raw=body)
 
 
 def _record_refusal(

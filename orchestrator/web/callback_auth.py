@@ -7,8 +7,14 @@ kie.ai signs ``task_id + "." + timestamp`` only (not the body):
 ``X-Webhook-Signature = base64(HMAC-SHA256(key, task_id + "." + X-Webhook-Timestamp))``.
 A valid signature therefore proves "the upstream sent *a* callback for this task recently",
 never what the body says; that is why verify mode (only record-info changes a job's outcome)
-stays the security boundary even with signing on. A signature seen once is refused for the
-rest of its tolerance window (replay), remembered in memory: one daemon process.
+stays the security boundary even with signing on.
+
+Replays: what is remembered is the signature together with the SHA-256 of the body, so two
+different callbacks of one task signed in the same second (the same signature) are both
+accepted, while the same request sent again is refused. A request is remembered only once its
+callback has committed (:meth:`ReplayTicket.commit`): the upstream's retry after our 503 is
+not a replay. Entries expire in timestamp order in O(1) per entry (buckets of one second).
+The memory is per daemon process.
 
 Source addresses: ``allowed_sources`` (CIDRs; empty = anyone) is checked against the peer
 address, or, only when the peer is one of ``trusted_proxies``, against the right-most
@@ -24,7 +30,6 @@ import hmac
 import ipaddress
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -54,27 +59,102 @@ def sign(key: str, task_id: str, timestamp: str) -> str:
 
 
 class ReplayCache:
-    """Signatures already accepted, each remembered until its timestamp leaves the window."""
+    """Requests already accepted, each remembered until its timestamp leaves the window.
+
+    Keys are added in :meth:`reserve` (refused if present or reserved) and made permanent by
+    :meth:`commit` or dropped by :meth:`release`. Expiry times are bucketed by whole second,
+    so forgetting expired keys costs O(1) per key however they arrived; a full memory forgets
+    the earliest-expiring keys first.
+    """
 
     def __init__(self, max_items: int = MAX_REMEMBERED) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: dict[str, float] = {}
+        self._pending: set[str] = set()
+        self._buckets: dict[int, list[str]] = {}
+        #: every bucket below this second has been emptied
+        self._floor: int | None = None
         self._lock = threading.Lock()
         self._max = max_items
 
-    def add(self, signature: str, expires_at: float, now: float) -> bool:
-        """Remember ``signature``; False if it was already there (a replay)."""
+    def reserve(self, key: str, now: float) -> bool:
+        """Claim ``key`` for a request in progress; False if it was seen or is in progress."""
         with self._lock:
-            for old in [s for s, exp in self._seen.items() if exp < now]:
-                del self._seen[old]
-            if signature in self._seen:
+            self._expire(now)
+            if key in self._seen or key in self._pending:
                 return False
-            self._seen[signature] = expires_at
-            while len(self._seen) > self._max:
-                self._seen.popitem(last=False)
+            self._pending.add(key)
             return True
+
+    def commit(self, key: str, expires_at: float) -> None:
+        """The request's callback committed: remember ``key`` until ``expires_at``."""
+        with self._lock:
+            self._pending.discard(key)
+            if key in self._seen:
+                return
+            self._seen[key] = expires_at
+            second = int(expires_at)
+            self._buckets.setdefault(second, []).append(key)
+            if self._floor is None or second < self._floor:
+                self._floor = second
+            while len(self._seen) > self._max:
+                self._drop_earliest()
+
+    def release(self, key: str) -> None:
+        """The request failed before its commit: forget the reservation."""
+        with self._lock:
+            self._pending.discard(key)
+
+    def add(self, key: str, expires_at: float, now: float) -> bool:
+        """Reserve and commit at once; False if ``key`` was already there (a replay)."""
+        if not self.reserve(key, now):
+            return False
+        self.commit(key, expires_at)
+        return True
+
+    def _expire(self, now: float) -> None:
+        if self._floor is None:
+            return
+        limit = int(now)  # buckets below this second hold only expired keys
+        if limit - self._floor > len(self._buckets):
+            seconds = sorted(s for s in self._buckets if s < limit)  # a long idle gap
+        else:
+            seconds = [s for s in range(self._floor, limit) if s in self._buckets]
+        for second in seconds:
+            for key in self._buckets.pop(second):
+                if self._seen.get(key, now) < now:
+                    del self._seen[key]
+        self._floor = max(self._floor, limit)
+
+    def _drop_earliest(self) -> None:
+        second = min(self._buckets)  # at most (2 * tolerance + 1) buckets exist
+        keys = self._buckets[second]
+        self._seen.pop(keys.pop(0), None)
+        if not keys:
+            del self._buckets[second]
 
     def __len__(self) -> int:
         return len(self._seen)
+
+
+@dataclass
+class ReplayTicket:
+    """A verified request's place in the replay memory: commit it after the callback commits,
+    release it if the callback could not be committed."""
+
+    cache: ReplayCache
+    key: str
+    expires_at: float
+
+    def commit(self) -> None:
+        self.cache.commit(self.key, self.expires_at)
+
+    def release(self) -> None:
+        self.cache.release(self.key)
+
+
+def replay_key(signature: bytes, body: bytes) -> str:
+    """What identifies one signed request: its signature and its body."""
+    return base64.b64encode(signature).decode() + ":" + hashlib.sha256(body).hexdigest()
 
 
 class KieSignature:
@@ -92,14 +172,24 @@ class KieSignature:
     def __repr__(self) -> str:  # never the key
         return f"KieSignature(tolerance_s={self.tolerance_s})"
 
-    def verify_headers(self, task_id: str, headers: _Headers, now: float) -> None:
+    def verify_headers(
+        self, task_id: str, headers: _Headers, now: float, body: bytes = b""
+    ) -> ReplayTicket:
         """:meth:`verify` with the two headers read from a request's headers."""
-        self.verify(task_id, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), now)
+        return self.verify(
+            task_id, headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER), now, body
+        )
 
     def verify(
-        self, task_id: str, timestamp: str | None, signature: str | None, now: float
-    ) -> None:
-        """Raise :class:`CallbackUnauthorized` unless the headers sign ``task_id`` freshly."""
+        self,
+        task_id: str,
+        timestamp: str | None,
+        signature: str | None,
+        now: float,
+        body: bytes = b"",
+    ) -> ReplayTicket:
+        """Raise :class:`CallbackUnauthorized` unless the headers sign ``task_id`` freshly and
+        this request (signature + body) is not a replay; the ticket to commit or release."""
         if not timestamp or not signature:
             raise CallbackUnauthorized(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER} header")
         timestamp = timestamp.strip()
@@ -117,8 +207,10 @@ class KieSignature:
         expected = hmac.new(self._key, f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()
         if not hmac.compare_digest(expected, given):
             raise CallbackUnauthorized("signature does not match")
-        if not self.replay.add(base64.b64encode(given).decode(), sent + self.tolerance_s, now):
+        key = replay_key(given, body)
+        if not self.replay.reserve(key, now):
             raise CallbackUnauthorized("signature already used (replay)")
+        return ReplayTicket(self.replay, key, sent + self.tolerance_s)
 
 
 def parse_networks(values: Sequence[str], what: str) -> tuple[Network, ...]:

@@ -55,7 +55,8 @@ T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)  #: the job was created
 ACCEPTED = T0 + timedelta(seconds=5)  #: the upstream accepted it
 NOW = T0 + timedelta(hours=1)  #: when the observation under test arrives
 TASK = "task-7f3a"
-POLICY = Policy()
+# exact schedules here; the jitter every backoff gets is tested on its own
+POLICY = Policy(backoff_jitter=0.0)
 
 #: ``decide`` should take retry-after-download-failure to ``succeeded``; states.EDGES must allow it
 DOWNLOAD_RETRY_EDGE = is_allowed(S.FAILED, S.SUCCEEDED)
@@ -243,7 +244,8 @@ TABLE: dict[JobState, tuple[JobState | None, ...]] = {
         NO, NO, NO, NO, S.CANCELLED, NO, NO,
     ),
     S.UNCERTAIN: (
-        NO, S.PENDING, NO, NO, NO, NO, NO, S.PENDING,  # the callback's token proves acceptance
+        # a late answer decides (an error: nothing created, retry); so does the token
+        NO, S.PENDING, S.QUEUED, NO, NO, NO, NO, S.PENDING,
         NO, NO, NO, NO, S.CANCELLED, NO, S.PENDING,
     ),
     S.PENDING: (
@@ -447,7 +449,7 @@ def test_retryable_submit_error_backs_off(attempt: int, delay: float) -> None:
 
 
 def test_submit_backoff_is_capped() -> None:
-    policy = Policy(submit_max_attempts=20)
+    policy = Policy(submit_max_attempts=20, backoff_jitter=0.0)
     job = job_in(S.SUBMITTING, submit_attempts=12)
     transition = check(job, SubmitFailed(retryable=True, message="busy"), policy=policy)
     assert transition.changes["not_before"] == NOW + timedelta(seconds=300)
@@ -645,8 +647,13 @@ def test_a_later_success_poll_refreshes_urls_of_artifacts_not_yet_stored() -> No
 
 def test_succeeded_is_never_failed_by_a_later_failure_report() -> None:
     job = job_in(S.SUCCEEDED, next_poll_at=NOW)
-    for deliver in DELIVERIES.values():
-        assert decide(job, deliver(report(U.FAILED)), NOW, POLICY) is None
+    for name in ("verify", "trust"):
+        assert decide(job, DELIVERIES[name](report(U.FAILED)), NOW, POLICY) is None
+    # the poll is ignored too, but it moves the next poll out (no hot loop)
+    transition = check(job, Polled(report(U.FAILED)))
+    assert transition.to_state == S.SUCCEEDED
+    assert set(transition.changes) == {"next_poll_at", "poll_failures"}
+    assert transition.changes["next_poll_at"] > NOW
 
 
 # --- callbacks -------------------------------------------------------------------------------

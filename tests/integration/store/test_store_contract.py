@@ -52,6 +52,7 @@ from orchestrator.stores.base import (
     SUBMIT,
     UNCERTAIN,
     Claim,
+    TokenOwner,
 )
 from orchestrator.stores.sql import SQLStore
 from orchestrator.stores.tables import SCHEMA_META, SCHEMA_VERSION
@@ -376,7 +377,7 @@ def test_a_whole_lifecycle_through_decide(store: SQLStore) -> None:
     [job] = store.claim(SUBMIT, "submitter", T0, LEASE, 10)
     job = observe(store, job, SubmitStarted(token_hash="hash-1"), T0)
     assert job.state == S.SUBMITTING
-    assert store.find_by_token("hash-1") == job
+    assert store.find_by_token("hash-1") == TokenOwner(job, 1)
     job = observe(store, job, SubmitAccepted("task-1"), T0 + timedelta(seconds=1))
     assert job.state == S.PENDING and job.task_id == "task-1"
 
@@ -539,15 +540,19 @@ def test_artifacts_are_upserted_by_name_and_removed_when_gone(store: SQLStore) -
     assert store.get_job(job.id) == job
 
 
-def test_callback_tokens_of_every_attempt_find_the_job(store: SQLStore) -> None:
+def test_callback_tokens_of_every_attempt_find_the_job_and_their_attempt(
+    store: SQLStore,
+) -> None:
     job = make(store, "j")
     other = make(store, "other")
-    job = store.apply(job, None, NewEvent("submitter", "submit_started", {}), T0, token_hash="h1")
-    job = store.apply(job, None, NewEvent("submitter", "submit_started", {}), T0, token_hash="h2")
-    assert store.find_by_token("h1") == job
-    assert store.find_by_token("h2") == job
+    started = NewEvent("submitter", "submit_started", {})
+    job = store.apply(job, replace(job, attempt=1), started, T0, token_hash="h1")
+    job = store.apply(job, replace(job, attempt=2), started, T0, token_hash="h2")
+    assert store.find_by_token("h1") == TokenOwner(job, 1)
+    assert store.find_by_token("h2") == TokenOwner(job, 2)
     assert store.find_by_token("h3") is None
-    assert store.find_by_token("h1") != other
+    found = store.find_by_token("h1")
+    assert found is not None and found.job != other
 
 
 # --- claims ----------------------------------------------------------------------------------
@@ -828,6 +833,40 @@ def test_a_database_newer_than_the_code_is_refused(backend: Backend, store: SQLS
         engine.dispose()
     with pytest.raises(StoreError, match="newer than this orchestrator"):
         backend.open()
+
+
+def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
+    backend: Backend, store: SQLStore
+) -> None:
+    started = NewEvent("submitter", "submit_started", {})
+    twice = make(store, "twice")
+    sent = {"state": JobState.SUBMITTING}
+    first = replace(twice, attempt=1, submit_attempts=1, **sent)
+    twice = store.apply(twice, first, started, T0, token_hash="t-1")
+    second = replace(twice, attempt=2, submit_attempts=2, **sent)
+    twice = store.apply(twice, second, started, T0 + US, token_hash="t-2")
+    retried = make(store, "retried")
+    retried = store.apply(retried, replace(retried, attempt=1), started, T0, token_hash="r-1")
+    store.close()
+    engine = backend.raw_engine()
+    try:  # what schema 1 looked like: no attempt columns
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE jobs DROP COLUMN attempt"))
+            conn.execute(sa.text("ALTER TABLE callback_tokens DROP COLUMN attempt"))
+            conn.execute(sa.update(SCHEMA_META).values(version=1))
+            # schema 1's `retry` put the job back in queued with submit_attempts = 0
+            conn.execute(sa.text("UPDATE jobs SET submit_attempts = 0 WHERE key = 'retried'"))
+    finally:
+        engine.dispose()
+    upgraded = backend.open()
+    try:
+        assert upgraded.get_job(twice.id).attempt == 2
+        assert [upgraded.find_by_token(h).attempt for h in ("t-1", "t-2")] == [1, 2]  # type: ignore[union-attr]
+        # the retried job's only token belongs to an attempt that retry superseded
+        assert upgraded.get_job(retried.id).attempt == 2
+        assert upgraded.find_by_token("r-1").attempt == 1  # type: ignore[union-attr]
+    finally:
+        upgraded.close()
 
 
 def test_sqlite_uses_wal_and_readers_never_wait_for_writers(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from orchestrator.exceptions import (
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTransient,
+    UpstreamUnavailable,
 )
 from orchestrator.observations import Track, UpstreamReport, UpstreamStatus
 
@@ -352,7 +353,7 @@ def test_every_transport_error_is_transient_for_a_poll(make, api_key, profile, e
     def handler(request: httpx.Request) -> httpx.Response:
         raise error(f"failed near {api_key}", request=request)
 
-    exc = raises_exactly(UpstreamTransient, make(profile, handler).fetch, "generate_music", TASK)
+    exc = raises_exactly(UpstreamUnavailable, make(profile, handler).fetch, "generate_music", TASK)
     assert isinstance(exc.__cause__, error)
     assert api_key not in str(exc)
 
@@ -397,9 +398,9 @@ POLL_CODES = [
     pytest.param("sunoapi", 429, UpstreamTransient, id="sunoapi-429-credits"),
     pytest.param("kie", 429, UpstreamRateLimited, id="kie-429"),
     pytest.param("kie", 402, UpstreamTransient, id="kie-402"),
-    pytest.param("sunoapi", 455, UpstreamTransient, id="sunoapi-455"),
-    pytest.param("kie", 455, UpstreamTransient, id="kie-455"),
-    pytest.param("sunoapi", 500, UpstreamTransient, id="sunoapi-500"),
+    pytest.param("sunoapi", 455, UpstreamUnavailable, id="sunoapi-455"),
+    pytest.param("kie", 455, UpstreamUnavailable, id="kie-455"),
+    pytest.param("sunoapi", 500, UpstreamUnavailable, id="sunoapi-500"),
     pytest.param("kie", 400, UpstreamTransient, id="kie-400"),
     pytest.param("kie", 501, UpstreamTransient, id="kie-501"),
 ]
@@ -419,11 +420,11 @@ def test_poll_error_codes_other_than_auth_are_retried(make, profile, code, expec
         pytest.param(200, b"<html>hi</html>", UpstreamProtocolError, id="200-html"),
         pytest.param(200, b"[]", UpstreamProtocolError, id="200-list"),
         pytest.param(200, b'{"msg": "success"}', UpstreamProtocolError, id="200-no-code"),
-        pytest.param(500, b"oops", UpstreamTransient, id="500-bare"),
-        pytest.param(502, b"", UpstreamTransient, id="502-bare"),
+        pytest.param(500, b"oops", UpstreamUnavailable, id="500-bare"),
+        pytest.param(502, b"", UpstreamUnavailable, id="502-bare"),
         pytest.param(429, b"", UpstreamRateLimited, id="429-bare"),
         pytest.param(
-            500, b'{"code": 500, "msg": "err", "data": null}', UpstreamTransient, id="500"
+            500, b'{"code": 500, "msg": "err", "data": null}', UpstreamUnavailable, id="500"
         ),
     ],
 )

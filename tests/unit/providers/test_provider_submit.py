@@ -16,7 +16,7 @@ from orchestrator.exceptions import (
     UpstreamError,
     UpstreamRateLimited,
     UpstreamRejected,
-    UpstreamTransient,
+    UpstreamUnavailable,
 )
 from orchestrator.providers import Profile, SunoProvider, get_profile, make_provider
 from orchestrator.providers.profiles import BROWSER_USER_AGENT, Outcome
@@ -37,13 +37,13 @@ EXPECTED: dict[str, dict[int, type[UpstreamError]]] = {
         422: UpstreamRejected,
         429: UpstreamRejected,  # insufficient credits
         430: UpstreamRateLimited,
-        455: UpstreamTransient,
-        500: UpstreamTransient,
+        455: UpstreamUnavailable,
+        500: UpstreamUnavailable,
         501: UpstreamRejected,
         505: UpstreamRejected,
         # not in the table: fallback rules
-        503: UpstreamTransient,
-        408: UpstreamTransient,
+        503: UpstreamUnavailable,
+        408: UpstreamUnavailable,
         418: UpstreamRejected,
     },
     "kie": {
@@ -56,12 +56,12 @@ EXPECTED: dict[str, dict[int, type[UpstreamError]]] = {
         422: UpstreamRejected,
         429: UpstreamRateLimited,  # rate limited
         430: UpstreamRejected,
-        455: UpstreamTransient,
-        500: UpstreamTransient,
+        455: UpstreamUnavailable,
+        500: UpstreamUnavailable,
         501: UpstreamRejected,
         505: UpstreamRejected,
-        503: UpstreamTransient,
-        408: UpstreamTransient,
+        503: UpstreamUnavailable,
+        408: UpstreamUnavailable,
         418: UpstreamRejected,
     },
 }
@@ -214,9 +214,9 @@ def test_success_code_with_task_id_inside_http_error_is_accepted(make):
 # --- HTTP errors without an envelope ---------------------------------------------------------
 
 BARE_HTTP = [
-    pytest.param(500, UpstreamTransient, id="500"),
-    pytest.param(503, UpstreamTransient, id="503"),
-    pytest.param(408, UpstreamTransient, id="408"),
+    pytest.param(500, UpstreamUnavailable, id="500"),
+    pytest.param(503, UpstreamUnavailable, id="503"),
+    pytest.param(408, UpstreamUnavailable, id="408"),
     pytest.param(429, UpstreamRateLimited, id="429"),
     pytest.param(401, UpstreamRejected, id="401"),
     pytest.param(403, UpstreamRejected, id="403"),
@@ -242,7 +242,7 @@ def test_http_error_without_envelope_maps_by_status(make, profile, status, expec
 
 def test_envelope_success_code_without_task_id_in_http_error_goes_by_status(make):
     exc = raises_exactly(
-        UpstreamTransient,
+        UpstreamUnavailable,
         make("sunoapi", lambda r: reply(500, {"code": 200, "msg": "ok", "data": None})).submit,
         "generate_music",
         PARAMS,
@@ -292,11 +292,11 @@ def test_task_id_is_stripped(make):
 # --- transport errors ------------------------------------------------------------------------
 
 TRANSPORT = [
-    pytest.param(httpx.ConnectError, UpstreamTransient, id="ConnectError"),
-    pytest.param(httpx.ConnectTimeout, UpstreamTransient, id="ConnectTimeout"),
-    pytest.param(httpx.PoolTimeout, UpstreamTransient, id="PoolTimeout"),
-    pytest.param(httpx.ProxyError, UpstreamTransient, id="ProxyError"),
-    pytest.param(httpx.LocalProtocolError, UpstreamTransient, id="LocalProtocolError"),
+    pytest.param(httpx.ConnectError, UpstreamUnavailable, id="ConnectError"),
+    pytest.param(httpx.ConnectTimeout, UpstreamUnavailable, id="ConnectTimeout"),
+    pytest.param(httpx.PoolTimeout, UpstreamUnavailable, id="PoolTimeout"),
+    pytest.param(httpx.ProxyError, UpstreamUnavailable, id="ProxyError"),
+    pytest.param(httpx.LocalProtocolError, UpstreamUnavailable, id="LocalProtocolError"),
     pytest.param(httpx.ReadTimeout, UpstreamAmbiguous, id="ReadTimeout"),
     pytest.param(httpx.WriteTimeout, UpstreamAmbiguous, id="WriteTimeout"),
     pytest.param(httpx.RemoteProtocolError, UpstreamAmbiguous, id="RemoteProtocolError"),
