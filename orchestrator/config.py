@@ -8,7 +8,6 @@ back to a default. Secrets never live in the file: ``api_key_env`` names the var
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import tomllib
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 
 from orchestrator.exceptions import ConfigError
 from orchestrator.machine import Policy
+from orchestrator.networks import is_loopback, parse_networks
 
 DEFAULT_CONFIG_NAME = "config.toml"
 SANDBOX_KEY = "sandbox-key"
@@ -184,20 +184,11 @@ class Settings:
         if value:
             return value
         host = urlsplit(self.provider.base_url).hostname or ""
-        if _is_loopback(host):
+        if is_loopback(host):
             return SANDBOX_KEY
         raise ConfigError(
             f"the API key is missing: set the environment variable {self.provider.api_key_env}"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def resolve_db_url(url: str, base_dir: Path) -> str:
@@ -407,7 +398,6 @@ def _validate(s: Settings, where: str) -> None:
 
 
 def _validate_callback_auth(c: CallbackSettings, where: str) -> None:
-    from orchestrator.web.callback_auth import parse_networks
 
     if c.max_body_bytes < 1:
         raise ConfigError(f"{where} [callbacks] max_body_bytes: must be at least 1")

@@ -170,7 +170,7 @@ def artifacts_for(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...
 
 
 def _artifacts(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...] | None:
-    from orchestrator.downloads.names import safe_name
+    from orchestrator.names import safe_name
 
     kind = get_kind(kind_name)
     out: list[Artifact] = []

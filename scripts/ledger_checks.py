@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator.daemon.submitter import CALLBACK_PREFIX, hash_token
 from orchestrator.domain import ArtifactState, Job
 from orchestrator.states import JobState
 from orchestrator.stores.sql import SQLStore
+from orchestrator.tokens import CALLBACK_PREFIX, hash_token
 
 
 @dataclass

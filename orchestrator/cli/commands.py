@@ -7,6 +7,7 @@ import sys
 
 from orchestrator.api import Orchestrator
 from orchestrator.cli import render
+from orchestrator.cli.params import params_from
 from orchestrator.config import load_settings
 from orchestrator.domain import Job
 from orchestrator.jsonvalues import dumps_strict
@@ -28,10 +29,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from orchestrator.cli.main import _params
-
     with _client(args) as orc:
-        job = orc.submit(args.kind, _params(args), key=args.key)
+        job = orc.submit(args.kind, params_from(args), key=args.key)
         if not args.wait:
             if args.json:
                 print(dumps_strict(job.to_json(), indent=2))

@@ -11,7 +11,6 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from orchestrator import __version__
 from orchestrator.exceptions import (
@@ -21,34 +20,7 @@ from orchestrator.exceptions import (
     StoreError,
     UsageError,
 )
-from orchestrator.jsonvalues import loads_strict
 from orchestrator.states import JobState
-
-
-def _parse_param(text: str) -> tuple[str, Any]:
-    name, sep, value = text.partition("=")
-    if not sep or not name:
-        raise UsageError(f"--param takes NAME=VALUE, got {text!r}")
-    try:
-        return name, loads_strict(value)  # "NaN" is not JSON: it stays the string "NaN"
-    except ValueError:
-        return name, value
-
-
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if args.params:
-        try:
-            loaded = loads_strict(args.params)
-        except ValueError as exc:
-            raise UsageError(f"--params is not valid JSON: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise UsageError("--params must be a JSON object")
-        params.update(loaded)
-    for item in args.param or []:
-        name, value = _parse_param(item)
-        params[name] = value
-    return params
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -153,7 +125,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         code: int = run_sandbox(args)
         return code
     if args.command == "demo":
-        from orchestrator.demo import run_demo
+        from orchestrator.cli.demo import run_demo
 
         demo_code: int = run_demo(args)
         return demo_code

@@ -8,8 +8,6 @@ sweeper turns into `uncertain`: never a silent resubmit.
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -30,24 +28,9 @@ from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Reconciler
 from orchestrator.states import JobState
 from orchestrator.stores.base import SUBMIT, Store
+from orchestrator.tokens import callback_url, new_token
 
 log = get_logger("orchestrator.submitter")
-
-CALLBACK_PREFIX = "/callbacks/"
-
-
-def new_token() -> tuple[str, str]:
-    """A fresh callback token (256 bits, URL-safe) and the hash the store keeps."""
-    token = secrets.token_urlsafe(32)
-    return token, hash_token(token)
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-def callback_url(public_url: str, token: str) -> str:
-    return public_url.rstrip("/") + CALLBACK_PREFIX + token
 
 
 class Submitter:

@@ -30,8 +30,9 @@ from orchestrator.sandbox.artifacts import (
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.delivery import CallbackDelivery, Delivery
 from orchestrator.sandbox.faults import FaultDice, FaultSpec, RequestFaults
+from orchestrator.sandbox.kinds import MUSIC_FAMILY, Kind
 from orchestrator.sandbox.ledger import Ledger, stamp
-from orchestrator.sandbox.lifecycle import MUSIC_FAMILY, Kind, TaskDraws, build_plan
+from orchestrator.sandbox.lifecycle import TaskDraws, build_plan
 from orchestrator.sandbox.markers import Failure, failure_for_code, failure_from_markers
 from orchestrator.sandbox.payloads import Channel, Route, iso
 from orchestrator.sandbox.profiles import Reason

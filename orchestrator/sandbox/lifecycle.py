@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from orchestrator.sandbox.kinds import MUSIC_FAMILY, Kind
 
 if TYPE_CHECKING:
     from orchestrator.sandbox.faults import FaultSpec
     from orchestrator.sandbox.markers import Failure
 
-Kind = Literal["generate_music", "extend", "replace_section", "music_video", "wav", "vocal_removal"]
-
-MUSIC_FAMILY: frozenset[str] = frozenset({"generate_music", "extend", "replace_section"})
 #: kinds whose callbacks report progress (text, first) as well as the outcome
 PROGRESS_CALLBACKS: frozenset[str] = frozenset({"generate_music", "extend"})
 

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.sandbox.lifecycle import MUSIC_FAMILY, Kind
+from orchestrator.sandbox.kinds import MUSIC_FAMILY, Kind
 
 SENSITIVE_MARKER = "SENSITIVE_WORD"
 CREATE_MARKER = "FAIL_CREATE"

@@ -5,13 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from orchestrator.sandbox.kinds import MUSIC_FAMILY, Kind
 from orchestrator.sandbox.lifecycle import (
     CALLBACK_EXCEPTION,
     FIRST_SUCCESS,
-    MUSIC_FAMILY,
     PENDING,
     SUCCESS,
-    Kind,
     Plan,
     TaskDraws,
 )

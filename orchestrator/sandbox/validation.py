@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from orchestrator.sandbox.lifecycle import Kind
+from orchestrator.sandbox.kinds import Kind
 from orchestrator.sandbox.profiles import Reason
 
 MODELS: tuple[str, ...] = ("V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")

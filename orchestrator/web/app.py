@@ -12,7 +12,6 @@ wakes the poller; in `trust` mode its data is applied directly. Bad input never 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import re
 from collections.abc import Callable
@@ -25,7 +24,6 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orchestrator import faultpoints
-from orchestrator.daemon.submitter import hash_token
 from orchestrator.domain import Job
 from orchestrator.exceptions import (
     CallbackError,
@@ -42,12 +40,14 @@ from orchestrator.exceptions import (
 from orchestrator.groupcommit import GroupCommitter
 from orchestrator.jsonvalues import loads_strict
 from orchestrator.logs import get_logger
+from orchestrator.networks import is_loopback
 from orchestrator.observations import CallbackReceived, UpstreamReport
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Outcome, Pending, Reconciler
 from orchestrator.service import JobService
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store, TokenOwner
+from orchestrator.tokens import hash_token
 from orchestrator.web.callback_auth import CallbackAuth
 
 log = get_logger("orchestrator.web")
@@ -197,19 +197,9 @@ def _api_refusal(ctx: WebContext) -> tuple[Response, int] | None:
     # A reverse proxy on this host makes every caller look local: a forwarded request is
     # never a local one.
     forwarded = any(request.headers.get(h) for h in _FORWARDING_HEADERS)
-    if _is_loopback(request.remote_addr) and not forwarded:
+    if is_loopback(request.remote_addr) and not forwarded:
         return None
     return _answer(403, "the job API answers loopback callers only (see [callbacks] api_token_env)")
-
-
-def _is_loopback(address: str | None) -> bool:
-    try:
-        peer = ipaddress.ip_address(address or "")
-    except ValueError:
-        return False
-    if isinstance(peer, ipaddress.IPv6Address) and peer.ipv4_mapped is not None:
-        peer = peer.ipv4_mapped
-    return peer.is_loopback
 
 
 def _json_body() -> Any:

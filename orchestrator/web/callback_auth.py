@@ -27,7 +27,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import ipaddress
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.exceptions import CallbackUnauthorized, ConfigError
 from orchestrator.logs import register_secret
+from orchestrator.networks import Address, Network, parse_address, parse_networks
 
 if TYPE_CHECKING:
     from orchestrator.config import CallbackSettings
@@ -44,8 +44,6 @@ TIMESTAMP_HEADER = "X-Webhook-Timestamp"
 SIGNATURE_HEADER = "X-Webhook-Signature"
 #: more remembered signatures than this: the oldest are forgotten first (memory bound)
 MAX_REMEMBERED = 100_000
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class _Headers(Protocol):
@@ -213,29 +211,6 @@ class KieSignature:
         return ReplayTicket(self.replay, key, sent + self.tolerance_s)
 
 
-def parse_networks(values: Sequence[str], what: str) -> tuple[Network, ...]:
-    """CIDRs (a bare address is a /32 or /128); :class:`ValueError` naming the bad one."""
-    nets: list[Network] = []
-    for value in values:
-        try:
-            nets.append(ipaddress.ip_network(value.strip(), strict=False))
-        except ValueError as exc:
-            raise ValueError(f"{what}: {value!r} is not a network: {exc}") from None
-    return tuple(nets)
-
-
-def _address(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    if not value:
-        return None
-    try:
-        ip = ipaddress.ip_address(value.strip().strip("[]"))
-    except ValueError:
-        return None
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
 @dataclass(frozen=True)
 class SourcePolicy:
     allowed: tuple[Network, ...] = ()
@@ -250,18 +225,16 @@ class SourcePolicy:
             parse_networks(trusted_proxies, "trusted_proxies"),
         )
 
-    def _trusted(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    def _trusted(self, ip: Address) -> bool:
         return any(ip in net for net in self.trusted_proxies)
 
-    def client(
-        self, remote_addr: str | None, forwarded_for: str | None
-    ) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    def client(self, remote_addr: str | None, forwarded_for: str | None) -> Address | None:
         """The caller's address: the peer, or what trusted proxies say the peer was."""
-        peer = _address(remote_addr)
+        peer = parse_address(remote_addr)
         if peer is None or not forwarded_for or not self._trusted(peer):
             return peer
         for hop in reversed(forwarded_for.split(",")):
-            ip = _address(hop)
+            ip = parse_address(hop)
             if ip is None:
                 return None  # a garbled chain proves nothing
             if not self._trusted(ip):

@@ -55,7 +55,7 @@ from hypothesis.stateful import (
 from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.poller import Poller
 from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
-from orchestrator.daemon.submitter import CALLBACK_PREFIX, Submitter, hash_token
+from orchestrator.daemon.submitter import Submitter
 from orchestrator.daemon.sweeper import Sweeper
 from orchestrator.domain import ArtifactState
 from orchestrator.exceptions import (
@@ -81,6 +81,7 @@ from orchestrator.service import JobService
 from orchestrator.states import POLLABLE, RANK, JobState
 from orchestrator.stores.base import POLL
 from orchestrator.stores.sql import SQLStore
+from orchestrator.tokens import CALLBACK_PREFIX, hash_token
 from orchestrator.web.app import WebContext, create_app
 
 S = JobState

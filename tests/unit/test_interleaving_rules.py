@@ -14,7 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from orchestrator.cli.main import _parse_param, main
+from orchestrator.cli.main import main
+from orchestrator.cli.params import parse_param
 from orchestrator.config import load_settings
 from orchestrator.daemon.breaker import BreakerState, CircuitBreaker
 from orchestrator.exceptions import (
@@ -259,8 +260,8 @@ def test_params_that_json_cannot_hold_are_refused(params: dict[str, object]) -> 
 
 
 def test_the_cli_takes_nan_as_a_string_and_refuses_it_inside_params_json() -> None:
-    assert _parse_param("prompt=NaN") == ("prompt", "NaN")
-    assert _parse_param("weight=1.5") == ("weight", 1.5)
+    assert parse_param("prompt=NaN") == ("prompt", "NaN")
+    assert parse_param("weight=1.5") == ("weight", 1.5)
 
 
 def test_a_config_job_with_nan_params_is_a_config_error(tmp_path: Path) -> None:

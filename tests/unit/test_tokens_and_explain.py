@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from orchestrator.daemon.submitter import CALLBACK_PREFIX, callback_url, hash_token, new_token
 from orchestrator.domain import Artifact, ArtifactState, Job, JobError
 from orchestrator.machine import Policy
 from orchestrator.service import explain
 from orchestrator.states import JobState
+from orchestrator.tokens import CALLBACK_PREFIX, callback_url, hash_token, new_token
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 NEXT = datetime(2024, 5, 1, 12, 0, 30, tzinfo=UTC)

@@ -24,7 +24,6 @@ from flask.testing import FlaskClient
 from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.poller import Poller
 from orchestrator.daemon.ratelimit import TokenBucket
-from orchestrator.daemon.submitter import hash_token
 from orchestrator.domain import Event, Job
 from orchestrator.observations import SubmitAccepted, SubmitStarted, UpstreamReport
 from orchestrator.providers import make_provider
@@ -33,6 +32,7 @@ from orchestrator.reconciler import Reconciler
 from orchestrator.service import JobService
 from orchestrator.stores import open_store
 from orchestrator.stores.base import SUBMIT, Store
+from orchestrator.tokens import hash_token
 from orchestrator.web.app import WebContext, create_app
 from orchestrator.web.callback_auth import CallbackAuth
 

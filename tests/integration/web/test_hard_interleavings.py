@@ -16,7 +16,7 @@ import pytest
 
 from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.ratelimit import SlidingWindow
-from orchestrator.daemon.submitter import CALLBACK_PREFIX, Submitter
+from orchestrator.daemon.submitter import Submitter
 from orchestrator.exceptions import StoreError, UpstreamAmbiguous, UpstreamUnavailable
 from orchestrator.machine import Policy
 from orchestrator.observations import Track, UpstreamReport, UpstreamStatus
@@ -24,6 +24,7 @@ from orchestrator.reconciler import Reconciler
 from orchestrator.service import JobService
 from orchestrator.states import JobState
 from orchestrator.stores.base import POLL, SUBMIT
+from orchestrator.tokens import CALLBACK_PREFIX
 from orchestrator.web.callback_auth import CallbackAuth, KieSignature, sign
 from tests.integration.web.conftest import SONG, callback, track
 

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from orchestrator.sandbox.faults import FaultSpec
-from orchestrator.sandbox.lifecycle import Kind, Plan, TaskDraws, build_plan
+from orchestrator.sandbox.kinds import Kind
+from orchestrator.sandbox.lifecycle import Plan, TaskDraws, build_plan
 from orchestrator.sandbox.markers import failure_for_code, failure_from_markers
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator.sandbox.lifecycle import Kind
+from orchestrator.sandbox.kinds import Kind
 from orchestrator.sandbox.validation import Rejection, validate
 
 CB = {"callBackUrl": "http://127.0.0.1:1/cb"}

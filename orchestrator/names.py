@@ -1,4 +1,4 @@
-"""File names for downloaded artifacts, built from upstream identifiers, never from URLs."""
+"""File names for stored artifacts, built from upstream identifiers, never from URLs (pure)."""
 
 from __future__ import annotations
 
