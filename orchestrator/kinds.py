@@ -139,9 +139,6 @@ def validate_params(kind_name: str, params: Mapping[str, Any]) -> None:
                 raise InvalidParams(f"replace_section needs a non-empty {name}")
 
 
-_EXT = {"audio": "mp3", "image": "jpeg", "video": "mp4"}
-
-
 def artifacts_for(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...] | None:
     """The files a successful report yields, or None if the report lacks a needed URL.
 

@@ -13,8 +13,10 @@ result, an artifact stored. Only a change of state is logged as ``job_transition
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from orchestrator.domain import Artifact, ArtifactState, Job, JobError
@@ -85,15 +87,27 @@ class Policy:
 
 @dataclass(frozen=True)
 class Transition:
-    """What to write: the new state, the changed fields, and why."""
+    """What to write: the new state, the changed fields, and why.
+
+    Frozen through and through: ``changes`` is a read-only mapping, so a rule that wants to
+    add to another rule's transition makes a new one (:meth:`with_changes`).
+    """
 
     to_state: JobState
-    changes: dict[str, Any] = field(default_factory=dict)
+    changes: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
     #: a callback token hash to record with this transition (submit_started)
     token_hash: str | None = None
     #: poll this job now (a callback claimed progress, a URL expired)
     wake_poller: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
+
+    def with_changes(self, *, defaults: bool = False, **values: Any) -> Transition:
+        """This transition with more changes; ``defaults`` keeps the ones already set."""
+        merged = {**values, **self.changes} if defaults else {**self.changes, **values}
+        return replace(self, changes=merged)
 
     def apply(self, job: Job, now: datetime) -> Job:
         """The job after this transition (the reconciler persists exactly this)."""
@@ -441,10 +455,7 @@ def _polled(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transi
         if job.state in POLLABLE and job.next_poll_at is not None and job.next_poll_at <= now:
             return _poll_later(job, now, policy, "poll answer ignored")
         return None
-    transition.changes.setdefault("poll_failures", 0)
-    if job.poll_failures:
-        transition.changes["poll_failures"] = 0
-    return transition
+    return transition.with_changes(defaults=True, poll_failures=0)  # a poll that worked
 
 
 def _poll_failed(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
@@ -499,7 +510,7 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
             why = "callback proved the attempt accepted: resubmit called off"
         accepted = _proved_accepted(job, report.task_id, now, policy, why)
         if STATUS_RANK[report.status] > STATUS_RANK[UpstreamStatus.PENDING]:
-            accepted.changes.update(hint=report.status.value, hint_polls=0)
+            return accepted.with_changes(hint=report.status.value, hint_polls=0)
         return accepted
     if job.state in TERMINAL or job.state == S.QUEUED:
         return None
@@ -527,7 +538,7 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
         transition = _report_transition(job, report, now, policy, via="callback")
         if transition is not None and transition.to_state not in TERMINAL:
             # polling continues until terminal in both modes
-            transition.changes.setdefault("next_poll_at", _next_poll(job, now, policy))
+            return transition.with_changes(defaults=True, next_poll_at=_next_poll(job, now, policy))
         return transition
     # verify mode: the callback only says "look now"; only a claim beyond what we know counts
     if job.state == S.SUCCEEDED or rank <= max(confirmed, hint_rank):

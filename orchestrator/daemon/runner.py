@@ -55,6 +55,11 @@ USER_AGENT = (
 )
 
 
+def _breaker_health(breaker: CircuitBreaker) -> dict[str, Any]:
+    """What /healthz says about the upstream: the circuit breaker's state."""
+    return {"breaker": breaker.state().value, "breaker_open": breaker.is_open}
+
+
 @dataclass
 class Parts:
     store: Store
@@ -216,6 +221,7 @@ class Daemon:
                     auth=CallbackAuth.from_settings(s.callbacks),
                     ingest=self._ingest,
                     api_token=api_token(s.callbacks.api_token_env),
+                    upstream_health=lambda: _breaker_health(parts.poller.breaker),
                 )
             )
             try:

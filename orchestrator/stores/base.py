@@ -169,10 +169,6 @@ class Store(Protocol):
         attempt's token, current or superseded), or None."""
         ...
 
-    def next_due(self, now: datetime) -> datetime | None:
-        """The earliest time any queue has work (for the scheduler's next wake-up)."""
-        ...
-
     def close(self) -> None:
         """Release connections."""
         ...

@@ -602,51 +602,6 @@ class SQLStore:
             )
             return int(result.rowcount)
 
-    def next_due(self, now: datetime) -> datetime | None:
-        """The earliest due time over the queues, for jobs nobody holds a lease on.
-
-        Already-due work gives a time <= now (a queued job with no ``not_before`` and a
-        submitting job with no lease give ``now``). A submitting job's due time is its lease
-        expiry (:data:`STALE_SUBMIT`). :data:`UNCERTAIN` is not counted: its grace period is
-        the caller's policy, and a held job would otherwise always be due.
-        """
-        now = ensure_utc(now)
-        free = _lease_free(now)
-        due_soonest = [
-            select(func.min(J.not_before)).where(J.state == JobState.QUEUED.value, free),
-            # ORDER BY + LIMIT 1 rather than min(): an ordered index scan that stops early
-            select(J.next_poll_at)
-            .where(self._pollable, J.next_poll_at.is_not(None), free)
-            .order_by(J.next_poll_at)
-            .limit(1),
-            *(
-                select(J.deadline_at)
-                .where(J.state == state, J.deadline_at.is_not(None), free)
-                .order_by(J.deadline_at)
-                .limit(1)
-                for state in _DEADLINE_VALUES
-            ),
-            select(func.min(J.lease_expires_at)).where(J.state == JobState.SUBMITTING.value),
-            select(func.min(A.next_attempt_at))
-            .select_from(ARTIFACTS.join(JOBS, A.job_id == J.id))
-            .where(
-                J.state == JobState.SUCCEEDED.value,
-                A.state == ArtifactState.PENDING.value,
-                free,
-            ),
-        ]
-        due_now = [
-            exists().where(J.state == JobState.QUEUED.value, J.not_before.is_(None), free),
-            exists().where(J.state == JobState.SUBMITTING.value, J.lease_owner.is_(None)),
-        ]
-        query = select(*(q.scalar_subquery() for q in due_soonest), *due_now)
-        with self._read() as conn:
-            row = conn.execute(query).one()
-        found: list[datetime] = [value for value in row[: len(due_soonest)] if value is not None]
-        if any(row[len(due_soonest) :]):
-            found.append(now)
-        return min(found, default=None)
-
 
 # --- queries --------------------------------------------------------------------------------
 

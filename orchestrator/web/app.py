@@ -75,6 +75,8 @@ class WebContext:
     ingest: GroupCommitter | None = None
     #: the job API's bearer token; None: the job API answers loopback callers only
     api_token: str | None = None
+    #: what /healthz reports about the upstream (the daemon passes its breaker's state)
+    upstream_health: Callable[[], dict[str, Any]] | None = None
 
 
 def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, int]:
@@ -117,7 +119,10 @@ def create_app(ctx: WebContext) -> Flask:
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         counts = ctx.store.count_by_state()
-        return jsonify({"status": "ok", "jobs": {s.value: n for s, n in counts.items()}}), 200
+        body: dict[str, Any] = {"status": "ok", "jobs": {s.value: n for s, n in counts.items()}}
+        if ctx.upstream_health is not None:
+            body["upstream"] = ctx.upstream_health()
+        return jsonify(body), 200
 
     @app.before_request
     def _guard_job_api() -> tuple[Response, int] | None:

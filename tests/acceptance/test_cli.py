@@ -122,7 +122,9 @@ def test_http_api_and_healthz(start_sandbox: Any, deploy: Any) -> None:
     d.start_daemon()
     base = f"http://127.0.0.1:{d.callback_port}"
     with httpx.Client(base_url=base, timeout=10) as client:
-        assert client.get("/healthz").json()["status"] == "ok"
+        health = client.get("/healthz").json()
+        assert health["status"] == "ok"
+        assert health["upstream"] == {"breaker": "closed", "breaker_open": False}
         created = client.post(
             "/api/jobs", json={"kind": "generate_music", "params": SONG, "key": "h"}
         )

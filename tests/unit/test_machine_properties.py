@@ -56,11 +56,6 @@ STEP = timedelta(seconds=7)  #: between two observations (well inside the 1800 s
 
 CI = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-#: retry after a download failure should go failed -> succeeded; until states.EDGES allows it,
-#: decide() refuses (test_machine_table.py has the xfail that tracks it) and we skip that step
-DOWNLOAD_RETRY_EDGE = is_allowed(S.FAILED, S.SUCCEEDED)
-
-
 # --- upstream reports ------------------------------------------------------------------------
 
 
@@ -360,17 +355,6 @@ def _status_rank(value: str | None) -> int:
     return STATUS_RANK[UpstreamStatus(value)] if value else -1
 
 
-def _skipped(job: Job, obs: Observation) -> bool:
-    """The one step the machine still refuses (see DOWNLOAD_RETRY_EDGE)."""
-    return (
-        not DOWNLOAD_RETRY_EDGE
-        and isinstance(obs, RetryRequested)
-        and job.state == S.FAILED
-        and job.error is not None
-        and job.error.stage == "download"
-    )
-
-
 @CI
 @given(
     start=st.sampled_from(list(STARTS.values())),
@@ -396,8 +380,6 @@ def test_no_sequence_takes_a_forbidden_edge_or_regresses(
     job, now = start, T0
     for obs, seconds in steps:
         now += timedelta(seconds=seconds)
-        if _skipped(job, obs):
-            continue
         transition = decide(job, obs, now, policy)
         if transition is None:
             continue

@@ -58,16 +58,6 @@ TASK = "task-7f3a"
 # exact schedules here; the jitter every backoff gets is tested on its own
 POLICY = Policy(backoff_jitter=0.0)
 
-#: ``decide`` should take retry-after-download-failure to ``succeeded``; states.EDGES must allow it
-DOWNLOAD_RETRY_EDGE = is_allowed(S.FAILED, S.SUCCEEDED)
-download_retry_edge = pytest.mark.xfail(
-    not DOWNLOAD_RETRY_EDGE,
-    reason="states.EDGES lacks failed -> succeeded (retry after a download failure)",
-    raises=AssertionError,
-    strict=True,
-)
-
-
 # --- builders --------------------------------------------------------------------------------
 
 
@@ -277,6 +267,16 @@ TABLE: dict[JobState, tuple[JobState | None, ...]] = {
         NO, NO, NO, NO, NO, S.QUEUED, NO,
     ),
 }  # fmt: skip
+
+
+def test_a_transition_is_frozen_through_and_through() -> None:
+    transition = check(job_in(S.PENDING), Polled(report(U.TEXT_SUCCESS)))
+    with pytest.raises(TypeError):
+        transition.changes["state"] = S.FAILED  # type: ignore[index]
+    more = transition.with_changes(hint="SUCCESS")
+    assert more.changes["hint"] == "SUCCESS" and "hint" not in transition.changes
+    kept = transition.with_changes(defaults=True, upstream_status="PENDING")
+    assert kept.changes["upstream_status"] == transition.changes["upstream_status"]
 
 
 def test_table_covers_every_state_and_observation_type() -> None:
@@ -860,7 +860,6 @@ def test_retry_is_a_fresh_attempt(state: JobState) -> None:
     assert fold(job, SubmitFailed(retryable=True, message="busy")).state == S.QUEUED
 
 
-@download_retry_edge
 def test_retry_after_a_download_failure_downloads_again_never_resubmits() -> None:
     first, *rest = job_in(S.SUCCEEDED).artifacts
     failed_artifact = replace(rest[0], attempts=6, last_error="reset")

@@ -676,42 +676,6 @@ def test_apply_release_owner_clears_only_that_owners_lease(store: SQLStore) -> N
     assert store.claim_job(job.id, "c", T0, LEASE) is not None
 
 
-# --- next_due --------------------------------------------------------------------------------
-
-
-def test_next_due_is_none_without_work(store: SQLStore) -> None:
-    assert store.next_due(T0) is None
-    make(store, "done", state=S.COMPLETED)
-    assert store.next_due(T0) is None
-
-
-@pytest.mark.parametrize(("queue", "setup"), QUEUES, ids=QUEUE_IDS)
-def test_next_due_is_each_queues_due_time_for_unleased_jobs(
-    store: SQLStore, queue: Claim, setup: Callable[[SQLStore, datetime], Job]
-) -> None:
-    due = T0 + timedelta(hours=1)
-    setup(store, due)
-    if queue == UNCERTAIN:
-        # its grace period is the caller's policy: a held job must not keep waking the daemon
-        assert store.next_due(T0) is None
-        return
-    assert store.next_due(T0) == due
-    store.claim(queue, "w", due, LEASE, 10)
-    # a leased job is its holder's business; a submitting one is due when its lease expires
-    expected = due + LEASE_TD if queue == STALE_SUBMIT else None
-    assert store.next_due(due) == expected
-
-
-def test_next_due_is_the_minimum_and_now_for_undated_work(store: SQLStore) -> None:
-    make(store, "poll", state=S.PENDING, next_poll_at=T0 + timedelta(seconds=20))
-    make(store, "deadline", state=S.RUNNING, deadline_at=T0 + timedelta(seconds=10))
-    make(store, "retry", not_before=T0 + timedelta(seconds=30))
-    assert store.next_due(T0) == T0 + timedelta(seconds=10)
-    assert store.next_due(T0 + timedelta(hours=1)) == T0 + timedelta(seconds=10)  # overdue
-    make(store, "fresh")  # queued without not_before: due now
-    assert store.next_due(T0) == T0
-
-
 # --- concurrency -----------------------------------------------------------------------------
 
 
