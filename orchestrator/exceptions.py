@@ -9,12 +9,14 @@ classes, so callers decide "retry or give up" by ``except`` clause, never by mes
     OrchestratorError
     ├── ConfigError                  bad config file or option (user mistake: clear message, exit 2)
     ├── UsageError                   bad CLI / API input: unknown job key, bad params, key conflict
-    │   ├── JobNotFound
+    │   ├── JobNotFound              no job has the key the user gave
     │   ├── JobKeyConflict           same key, different params
-    │   └── InvalidParams
+    │   ├── InvalidParams
+    │   └── RequestRejected          an HTTP request body is refused (status code + reason)
     ├── InvalidTransition            an operator action not allowed from the job's current state
     ├── StoreError                   the database failed (not a conflict)
-    │   └── StaleJob                 compare-and-set lost: someone else changed the job first
+    │   ├── StaleJob                 compare-and-set lost: someone else changed the job first
+    │   └── JobIdNotFound            an internal lookup by id found no row (not a user's key)
     ├── ObservationError             one observation cannot be folded or stored (data the store
     │                                cannot hold, or a bug): the same will fail again
     ├── UpstreamError                the provider answered badly or not at all (``outage``: it
@@ -62,6 +64,18 @@ class JobNotFound(UsageError):
         self.key = key
 
 
+class RequestRejected(UsageError):
+    """An HTTP request's body is refused: not JSON, too deep, the wrong type (4xx)."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status_code is not None:
+            self.status_code = status_code
+
+
 class JobKeyConflict(UsageError):
     """A job with that key exists with different params or kind."""
 
@@ -80,6 +94,15 @@ class StoreError(OrchestratorError):
 
 class StaleJob(StoreError):
     """A compare-and-set found the job changed by someone else."""
+
+
+class JobIdNotFound(StoreError):
+    """A job looked up by its internal id is not there: a caller's bug or a deleted row,
+    never a user's mistake (a user names jobs by key: :class:`JobNotFound`)."""
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__(f"no job with id {job_id}")
+        self.job_id = job_id
 
 
 class ObservationError(OrchestratorError):

@@ -51,7 +51,7 @@ class UnitOfWork(Protocol):
     """One write transaction for several observations (group commit): reads see its writes."""
 
     def get_job(self, job_id: int) -> Job:
-        """The job as of this transaction; :class:`JobNotFound` if there is none."""
+        """The job as of this transaction; :class:`JobIdNotFound` if there is none."""
         ...
 
     def apply(
@@ -79,7 +79,7 @@ class Store(Protocol):
         ...
 
     def get_job(self, job_id: int) -> Job:
-        """The job by id; :class:`JobNotFound` if there is none."""
+        """The job by id; :class:`JobIdNotFound` if there is none."""
         ...
 
     def get_job_by_key(self, key: str) -> Job:

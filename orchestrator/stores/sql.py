@@ -60,7 +60,14 @@ from orchestrator.domain import (
     NewEvent,
     NewJob,
 )
-from orchestrator.exceptions import ConfigError, JobKeyConflict, JobNotFound, StaleJob, StoreError
+from orchestrator.exceptions import (
+    ConfigError,
+    JobIdNotFound,
+    JobKeyConflict,
+    JobNotFound,
+    StaleJob,
+    StoreError,
+)
 from orchestrator.states import POLLABLE, JobState
 from orchestrator.stores.base import (
     DEADLINE,
@@ -347,7 +354,7 @@ class SQLStore:
     def get_job(self, job_id: int) -> Job:
         job = self._find_job(J.id == job_id)
         if job is None:
-            raise _no_job_id(job_id)
+            raise JobIdNotFound(job_id)
         return job
 
     def get_job_by_key(self, key: str) -> Job:
@@ -557,7 +564,7 @@ class SQLStore:
             rows = self._lease(conn, takeable, owner, now, lease_s)
             if not rows:
                 if conn.scalar(select(J.id).where(J.id == job_id)) is None:
-                    raise _no_job_id(job_id)
+                    raise JobIdNotFound(job_id)
                 return None
             return _jobs_with_artifacts(conn, rows)[0]
 
@@ -862,12 +869,6 @@ def _params_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return "; ".join(parts)
 
 
-def _no_job_id(job_id: int) -> JobNotFound:
-    error = JobNotFound(str(job_id))
-    error.args = (f"no job with id {job_id}",)
-    return error
-
-
 def _describe(exc: SQLAlchemyError) -> str:
     """The driver's message, without the SQL and bound parameters SQLAlchemy appends."""
     orig = getattr(exc, "orig", None)
@@ -884,7 +885,7 @@ class _SQLUnit:
     def get_job(self, job_id: int) -> Job:
         job = self._store._find_job_on(self._conn, J.id == job_id)
         if job is None:
-            raise JobNotFound(f"id {job_id}")
+            raise JobIdNotFound(job_id)
         return job
 
     def apply(

@@ -35,6 +35,7 @@ from orchestrator.exceptions import (
     JobKeyConflict,
     JobNotFound,
     ObservationError,
+    RequestRejected,
     UsageError,
 )
 from orchestrator.groupcommit import GroupCommitter
@@ -155,7 +156,7 @@ def create_app(ctx: WebContext) -> Flask:
     def submit_job() -> tuple[Response, int]:
         try:
             body = _json_body()
-        except CallbackError as exc:
+        except RequestRejected as exc:
             return _answer(exc.status_code, exc.message)
         if not isinstance(body, dict) or not isinstance(body.get("kind"), str):
             return _answer(
@@ -209,7 +210,7 @@ def _api_refusal(ctx: WebContext) -> tuple[Response, int] | None:
 
 def _json_body() -> Any:
     if request.mimetype != "application/json":
-        raise CallbackRejected("expected Content-Type: application/json", status_code=415)
+        raise RequestRejected("expected Content-Type: application/json", status_code=415)
     try:
         body = loads_strict(request.get_data())
         # what cannot be stored as UTF-8 JSON (lone surrogates) is refused here, not at commit
@@ -217,9 +218,9 @@ def _json_body() -> Any:
     except RequestEntityTooLarge:
         raise
     except RecursionError:
-        raise CallbackRejected("body is not valid JSON: nested too deeply") from None
+        raise RequestRejected("body is not valid JSON: nested too deeply") from None
     except (ValueError, UnicodeError) as exc:
-        raise CallbackRejected(f"body is not valid JSON: {str(exc)[:200]}") from None
+        raise RequestRejected(f"body is not valid JSON: {str(exc)[:200]}") from None
     return body
 
 
@@ -236,9 +237,9 @@ def _handle_callback(ctx: WebContext, token: str) -> tuple[Response, int]:
     now = ctx.clock()
     try:
         body = _json_body()
-    except CallbackRejected as exc:
+    except RequestRejected as exc:
         _record_refusal(ctx, job, now, "callback_rejected", exc.message)
-        raise
+        raise CallbackRejected(exc.message, status_code=exc.status_code) from None
     try:
         report = ctx.provider.parse_callback(job.kind, body)
     except CallbackRejected as exc:

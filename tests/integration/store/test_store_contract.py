@@ -27,6 +27,7 @@ import sqlalchemy as sa
 from orchestrator.domain import Artifact, ArtifactState, Job, JobError, NewEvent, NewJob
 from orchestrator.exceptions import (
     ConfigError,
+    JobIdNotFound,
     JobKeyConflict,
     JobNotFound,
     StaleJob,
@@ -313,11 +314,12 @@ def test_concurrent_creators_of_one_key_make_one_job(store: SQLStore) -> None:
 
 
 def test_missing_jobs_raise_job_not_found(store: SQLStore) -> None:
-    with pytest.raises(JobNotFound, match="no job with id 404"):
+    # a user's key: a usage error; an internal id: a store error, never mistaken for the other
+    with pytest.raises(JobIdNotFound, match="no job with id 404"):
         store.get_job(404)
     with pytest.raises(JobNotFound, match="'nope'"):
         store.get_job_by_key("nope")
-    with pytest.raises(JobNotFound):
+    with pytest.raises(JobIdNotFound):
         store.claim_job(404, "w", T0, LEASE)
     assert store.events(404) == []
     assert store.find_by_token("nope") is None
@@ -366,7 +368,7 @@ def test_datetimes_come_back_aware_utc_to_the_microsecond(store: SQLStore) -> No
     # comparisons are by instant, not by the text of the offset
     assert store.claim(POLL, "w", T0 + timedelta(minutes=30) - US, LEASE, 5) == []
     assert ids(store.claim(POLL, "w", T0 + timedelta(minutes=30), LEASE, 5)) == [job.id]
-    assert store.next_due(T0) is None  # leased now
+    assert store.claim(POLL, "other", T0 + timedelta(minutes=30), LEASE, 5) == []  # leased now
 
 
 # --- apply: compare-and-set ------------------------------------------------------------------
@@ -497,7 +499,7 @@ def test_a_unit_of_work_that_fails_writes_nothing(store: SQLStore) -> None:
             unit.apply(stale, None, event, T0)  # a lost compare-and-set writes nothing...
         unit.apply(unit.get_job(a.id), None, event, T0)  # ...and the unit goes on
     assert len(store.events(a.id)) == len(before[1]) + 1
-    with store.unit_of_work() as unit, pytest.raises(JobNotFound):
+    with store.unit_of_work() as unit, pytest.raises(JobIdNotFound):
         unit.get_job(10_000)
 
 
