@@ -1,4 +1,6 @@
-"""The job kinds the orchestrator knows: endpoints, required params, and the files each yields.
+"""The job kinds the orchestrator knows: required params, and the files each yields.
+
+Where each kind is sent is the provider's business (:mod:`orchestrator.providers.endpoints`).
 
 Pure data and pure functions: no I/O. Params use the upstream's own field names; the
 orchestrator fills ``callBackUrl`` itself.
@@ -19,8 +21,6 @@ from orchestrator.observations import UpstreamReport
 @dataclass(frozen=True)
 class Kind:
     name: str
-    submit_path: str
-    detail_path: str
     #: "music" (record-info with status + sunoData tracks) or "mp4" (successFlag + videoUrl)
     family: str
     required: tuple[str, ...]
@@ -33,8 +33,6 @@ KINDS: dict[str, Kind] = {
     for k in (
         Kind(
             name="generate_music",
-            submit_path="/api/v1/generate",
-            detail_path="/api/v1/generate/record-info",
             family="music",
             required=("customMode", "instrumental", "model"),
             types={
@@ -49,8 +47,6 @@ KINDS: dict[str, Kind] = {
         ),
         Kind(
             name="replace_section",
-            submit_path="/api/v1/generate/replace-section",
-            detail_path="/api/v1/generate/record-info",
             family="music",
             required=(
                 "taskId",
@@ -76,8 +72,6 @@ KINDS: dict[str, Kind] = {
         ),
         Kind(
             name="music_video",
-            submit_path="/api/v1/mp4/generate",
-            detail_path="/api/v1/mp4/record-info",
             family="mp4",
             required=("taskId", "audioId"),
             types={

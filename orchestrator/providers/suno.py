@@ -3,7 +3,7 @@
 I/O happens only here, through the injected ``httpx.Client``. Foreign errors are translated
 at this boundary (``raise ... from exc``)::
 
-    submit (POST kind.submit_path)
+    submit (POST the kind's submit path, providers/endpoints.py)
       the request cannot be built (params JSON cannot encode: NaN, ...)
                                          nothing sent                    -> UpstreamRejected
       request never reached the server   ConnectError, ConnectTimeout, PoolTimeout,
@@ -19,7 +19,7 @@ at this boundary (``raise ... from exc``)::
         success -> taskId; rate limited -> UpstreamRateLimited(retry_after);
         retryable (5xx, 455 maintenance, 408) -> UpstreamUnavailable; final -> UpstreamRejected
 
-    fetch (GET kind.detail_path?taskId=)
+    fetch (GET the kind's detail path ?taskId=)
       any transport error                                 -> UpstreamUnavailable
       HTTP 404, code 404, "not found" msg, code 200 + null data (unknown task)
                                                           -> UpstreamTransient(code=404)
@@ -60,6 +60,7 @@ from orchestrator.jsonvalues import dumps_body, is_storable_word, loads_strict
 from orchestrator.kinds import get_kind
 from orchestrator.observations import UpstreamReport
 from orchestrator.providers import normalise
+from orchestrator.providers.endpoints import endpoints_for
 from orchestrator.providers.normalise import CODE_RANGE, ShapeError, clip
 from orchestrator.providers.profiles import Outcome, Profile
 from orchestrator.providers.timestamps import parse_retry_after
@@ -116,7 +117,7 @@ class SunoProvider:
         try:
             request = self._client.build_request(
                 "POST",
-                self.base_url + spec.submit_path,
+                self.base_url + endpoints_for(spec.name).submit,
                 content=dumps_body({**params, "callBackUrl": callback_url}),
                 headers={**self._headers(), "Content-Type": "application/json"},
                 timeout=self._timeout,
@@ -174,7 +175,7 @@ class SunoProvider:
         where = f"{self.profile} fetch {spec.name}"
         try:
             response = self._client.get(
-                self.base_url + spec.detail_path,
+                self.base_url + endpoints_for(spec.name).detail,
                 params={"taskId": task_id},
                 headers=self._headers(),
                 timeout=self._timeout,

@@ -314,3 +314,10 @@ def test_distinct_hostile_ids_get_distinct_names() -> None:
     out = artifacts_for("generate_music", report(tracks=tracks))
     assert out is not None
     assert len({a.name for a in out}) == 4
+
+
+def test_every_kind_has_its_endpoints_with_the_provider() -> None:
+    from orchestrator.kinds import KINDS
+    from orchestrator.providers.endpoints import ENDPOINTS
+
+    assert set(ENDPOINTS) == set(KINDS)

@@ -1,0 +1,32 @@
+"""Where each kind is submitted and polled on the Suno-style API (both profiles share paths)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from orchestrator.exceptions import InvalidParams
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    submit: str  #: POST, JSON body
+    detail: str  #: GET ?taskId=
+
+
+ENDPOINTS = MappingProxyType(
+    {
+        "generate_music": Endpoints("/api/v1/generate", "/api/v1/generate/record-info"),
+        "replace_section": Endpoints(
+            "/api/v1/generate/replace-section", "/api/v1/generate/record-info"
+        ),
+        "music_video": Endpoints("/api/v1/mp4/generate", "/api/v1/mp4/record-info"),
+    }
+)
+
+
+def endpoints_for(kind: str) -> Endpoints:
+    try:
+        return ENDPOINTS[kind]
+    except KeyError:
+        raise InvalidParams(f"the provider has no endpoint for kind {kind!r}") from None
