@@ -13,16 +13,26 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from orchestrator.exceptions import ConfigError
-from orchestrator.machine import Policy
+from orchestrator.logs import LogFormat
+from orchestrator.machine import Policy, UncertainPolicy
 from orchestrator.networks import is_loopback, parse_networks
+from orchestrator.providers.profiles import ProfileName
 
 DEFAULT_CONFIG_NAME = "config.toml"
 SANDBOX_KEY = "sandbox-key"
+
+
+class CallbackMode(StrEnum):
+    """How far a callback is believed (docs/security.md)."""
+
+    VERIFY = "verify"  #: a callback only triggers the verifying poll (the default)
+    TRUST = "trust"  #: a callback's data is applied directly (authenticated callbacks only)
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class StorageSettings:
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    profile: str = "sunoapi"
+    profile: ProfileName = ProfileName.SUNOAPI
     base_url: str = "http://127.0.0.1:8900"
     api_key_env: str = "SUNO_API_KEY"
     timeout_s: float = 30.0
@@ -70,7 +80,7 @@ class SubmitSettings:
     backoff_base_s: float = 2.0
     backoff_max_s: float = 300.0
     #: what to do with a job whose submit outcome is unknown: hold | resubmit | fail
-    uncertain_policy: str = "hold"
+    uncertain_policy: UncertainPolicy = UncertainPolicy.HOLD
     uncertain_grace_s: float = 900.0
 
 
@@ -91,7 +101,7 @@ class CallbackSettings:
     enabled: bool = True
     listen: str = "127.0.0.1:8787"
     public_url: str = "http://127.0.0.1:8787"
-    mode: str = "verify"
+    mode: CallbackMode = CallbackMode.VERIFY
     threads: int = 8
     max_body_bytes: int = 1024 * 1024
     #: name of the environment variable holding kie.ai's callback HMAC key ("" = no signing)
@@ -117,8 +127,7 @@ class DaemonSettings:
 @dataclass(frozen=True)
 class LoggingSettings:
     level: str = "info"
-    #: json | console
-    format: str = "json"
+    format: LogFormat = LogFormat.JSON
 
 
 @dataclass(frozen=True)
@@ -277,6 +286,12 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
 
 
 def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, StrEnum):  # a choice, parsed once here
+        choices = [member.value for member in type(default)]
+        if not isinstance(value, str) or value not in choices:
+            listed = ", ".join(choices[:-1]) + f" or {choices[-1]}"
+            raise ConfigError(f"{where}: must be {listed}, got {value!r}")
+        return type(default)(value)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: must be true or false, got {value!r}")
@@ -354,20 +369,12 @@ def validate_job_key(key: str, where: str = "job key") -> None:
 def _validate(s: Settings, where: str) -> None:
     from orchestrator.downloads.addresses import AddressPolicy
 
-    if s.provider.profile not in ("sunoapi", "kie"):
-        raise ConfigError(f"{where} [provider] profile: must be sunoapi or kie")
     if urlsplit(s.provider.base_url).scheme not in ("http", "https"):
         raise ConfigError(f"{where} [provider] base_url: must be an http(s) URL")
-    if s.callbacks.mode not in ("verify", "trust"):
-        raise ConfigError(f"{where} [callbacks] mode: must be verify or trust")
-    if s.submit.uncertain_policy not in ("hold", "resubmit", "fail"):
-        raise ConfigError(f"{where} [submit] uncertain_policy: must be hold, resubmit or fail")
     if urlsplit(s.callbacks.public_url).scheme not in ("http", "https"):
         raise ConfigError(f"{where} [callbacks] public_url: must be an http(s) URL")
     parse_listen(s.callbacks.listen, f"{where} [callbacks] listen")
     _validate_callback_auth(s.callbacks, where)
-    if s.logging.format not in ("json", "console"):
-        raise ConfigError(f"{where} [logging] format: must be json or console")
     if s.logging.level.lower() not in ("debug", "info", "warning", "error"):
         raise ConfigError(f"{where} [logging] level: must be debug, info, warning or error")
     for name, value in (

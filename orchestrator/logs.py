@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 from collections.abc import MutableMapping
+from enum import StrEnum
 from typing import Any, TextIO
 
 import structlog
@@ -91,11 +92,18 @@ def _strict_log_json(event_dict: Any, **options: Any) -> str:
         return json.dumps(_finite(event_dict), allow_nan=False, **options)
 
 
-def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
+class LogFormat(StrEnum):
+    JSON = "json"  #: one JSON object per line (the default; for log shippers)
+    CONSOLE = "console"  #: human-readable lines
+
+
+def configure(
+    level: str = "info", fmt: LogFormat | str = LogFormat.JSON, stream: TextIO | None = None
+) -> None:
     """Set up structlog once for the process."""
     renderer: Any = (
         structlog.processors.JSONRenderer(serializer=_strict_log_json)
-        if fmt == "json"
+        if LogFormat(fmt) == LogFormat.JSON
         else structlog.dev.ConsoleRenderer(colors=False)
     )
     structlog.configure(

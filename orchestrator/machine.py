@@ -16,6 +16,7 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
@@ -47,6 +48,14 @@ from orchestrator.observations import (
 from orchestrator.states import POLLABLE, TERMINAL, JobState, is_allowed
 
 S = JobState
+
+
+class UncertainPolicy(StrEnum):
+    """What an `uncertain` job becomes once its grace period is over."""
+
+    HOLD = "hold"  #: nothing: the operator decides (`resolve`)
+    RESUBMIT = "resubmit"  #: back to `queued`: it may pay twice, by the operator's choice
+    FAIL = "fail"  #: `failed`, stage submit
 
 
 @dataclass(frozen=True)
@@ -81,7 +90,7 @@ class Policy:
     late_poll_interval_s: float = 300.0
     late_window_s: float = 86400.0
     #: what an `uncertain` job becomes after its grace period: hold | resubmit | fail
-    uncertain_policy: str = "hold"
+    uncertain_policy: UncertainPolicy = UncertainPolicy.HOLD
     uncertain_grace_s: float = 900.0
 
 
@@ -658,9 +667,9 @@ def _uncertain_grace(
 ) -> Transition | None:
     if job.state != S.UNCERTAIN:
         return None
-    if policy.uncertain_policy == "resubmit":
+    if policy.uncertain_policy == UncertainPolicy.RESUBMIT:
         return Transition(S.QUEUED, {"not_before": now}, "policy: resubmit after grace")
-    if policy.uncertain_policy == "fail":
+    if policy.uncertain_policy == UncertainPolicy.FAIL:
         return _finish(
             S.FAILED,
             now,

@@ -29,7 +29,8 @@ from orchestrator.config import (
 )
 from orchestrator.daemon.runner import Daemon
 from orchestrator.domain import Job
-from orchestrator.logs import configure
+from orchestrator.logs import LogFormat, configure
+from orchestrator.providers.profiles import ProfileName
 from orchestrator.states import FINISHED, JobState
 
 
@@ -45,14 +46,16 @@ def demo_settings(base: Path, upstream_url: str, callback_port: int) -> Settings
             url=f"sqlite:///{base / 'orchestrator.db'}", artifacts_dir=base / "artifacts"
         ),
         provider=ProviderSettings(
-            profile="sunoapi", base_url=upstream_url, api_key_env="ORCHESTRATOR_DEMO_API_KEY"
+            profile=ProfileName.SUNOAPI,
+            base_url=upstream_url,
+            api_key_env="ORCHESTRATOR_DEMO_API_KEY",
         ),
         polling=PollingSettings(interval_s=5.0, deadline_s=600.0, tick_s=0.2),
         callbacks=CallbackSettings(
             listen=f"127.0.0.1:{callback_port}", public_url=f"http://127.0.0.1:{callback_port}"
         ),
         daemon=DaemonSettings(lease_s=30.0, shutdown_grace_s=5.0),
-        logging=LoggingSettings(level="info", format="json"),
+        logging=LoggingSettings(level="info", format=LogFormat.JSON),
         base_dir=base,
     )
 

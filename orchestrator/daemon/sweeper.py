@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from orchestrator.machine import Policy
+from orchestrator.machine import Policy, UncertainPolicy
 from orchestrator.observations import DeadlinePassed, SubmitLeaseExpired, UncertainGraceOver
 from orchestrator.reconciler import Reconciler
 from orchestrator.stores.base import DEADLINE, STALE_SUBMIT, UNCERTAIN, Store
@@ -48,7 +48,7 @@ class Sweeper:
         for job in self.store.claim(DEADLINE, self.owner, now, self.lease_s, self.batch):
             self.reconciler.observe(job, DeadlinePassed(), now, release_owner=self.owner)
             done += 1
-        if self.policy.uncertain_policy != "hold":
+        if self.policy.uncertain_policy != UncertainPolicy.HOLD:
             cutoff = now - timedelta(seconds=self.policy.uncertain_grace_s)
             for job in self.store.claim(
                 UNCERTAIN, self.owner, now, self.lease_s, self.batch, older_than=cutoff

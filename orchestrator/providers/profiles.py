@@ -24,6 +24,13 @@ BROWSER_USER_AGENT = (
 )
 
 
+class ProfileName(StrEnum):
+    """The resellers of the API this adapter speaks to."""
+
+    SUNOAPI = "sunoapi"
+    KIE = "kie"
+
+
 class Outcome(StrEnum):
     """What an envelope ``code`` means for the request that got it."""
 

@@ -24,6 +24,7 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orchestrator import faultpoints
+from orchestrator.config import CallbackMode
 from orchestrator.domain import Job
 from orchestrator.exceptions import (
     CallbackError,
@@ -68,7 +69,7 @@ class WebContext:
     provider: Provider
     service: JobService
     clock: Callable[[], datetime]
-    mode: str = "verify"
+    mode: CallbackMode = CallbackMode.VERIFY
     max_body_bytes: int = 1024 * 1024
     #: HMAC signature and source-address checks (default: none)
     auth: CallbackAuth = field(default_factory=CallbackAuth)
@@ -296,7 +297,7 @@ def _accept_callback(
         )
         raise CallbackError("task_id does not match this callback URL", status_code=409)
     faultpoints.reach("callback.before_commit")
-    observation = CallbackReceived(report, ctx.mode == "trust", owner.attempt)
+    observation = CallbackReceived(report, ctx.mode == CallbackMode.TRUST, owner.attempt)
     if ctx.ingest is not None:
         return ctx.ingest.submit(Pending(job.id, observation, now, raw=body))
     return ctx.reconciler.observe(job, observation, now, raw=body)
