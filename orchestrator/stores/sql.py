@@ -21,10 +21,10 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -63,7 +63,6 @@ from orchestrator.domain import (
 from orchestrator.exceptions import (
     ConfigError,
     JobIdNotFound,
-    JobKeyConflict,
     JobNotFound,
     StaleJob,
     StoreError,
@@ -80,6 +79,7 @@ from orchestrator.stores.base import (
     TokenOwner,
     UnitOfWork,
 )
+from orchestrator.stores.records import CREATED_SOURCE, canonical, dumps, in_utc, same_job
 from orchestrator.stores.sqlite import READ_ONLY, SQLiteOpenError, create_sqlite_engine
 from orchestrator.stores.tables import (
     ARTIFACTS,
@@ -95,10 +95,6 @@ __all__ = ["SQLStore"]
 
 J = JOBS.c
 A = ARTIFACTS.c
-
-#: Source of the `created` event (NewJob carries none: jobs come from config, CLI, scripts
-#: or the HTTP API, all on the operator's behalf).
-CREATED_SOURCE: Final = "operator"
 
 
 def _upgrade_1_to_2(conn: Connection) -> None:
@@ -305,10 +301,10 @@ class SQLStore:
 
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         now = ensure_utc(now)
-        params_text = _canonical(new.params)
+        params_text = canonical(new.params)
         existing = self._find_job(J.key == new.key)
         if existing is not None:
-            return _same_job(existing, new), False
+            return same_job(existing, new), False
         job = Job(
             id=0,
             key=new.key,
@@ -335,7 +331,7 @@ class SQLStore:
                         type="created",
                         from_state=None,
                         to_state=JobState.QUEUED.value,
-                        payload=_dumps(
+                        payload=dumps(
                             {"kind": new.kind, "provider": new.provider, "params": job.params}
                         ),
                         note="",
@@ -346,7 +342,7 @@ class SQLStore:
             existing = self._find_job(J.key == new.key)
             if existing is None:
                 raise StoreError(f"cannot record job {new.key!r}: {_describe(exc)}") from exc
-            return _same_job(existing, new), False
+            return same_job(existing, new), False
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot record job {new.key!r}: {_describe(exc)}") from exc
         return replace(job, id=job_id), True
@@ -478,7 +474,7 @@ class SQLStore:
             "type": event.type,
             "from_state": job.state.value,
             "to_state": updated.state.value if updated is not None else None,
-            "payload": _dumps(event.payload),
+            "payload": dumps(event.payload),
             "note": event.note,
         }
         if conn.execute(cas).rowcount != 1:
@@ -496,7 +492,7 @@ class SQLStore:
                 )
             )
         faultpoints.reach("store.before_commit")
-        return _in_utc(replace(updated if updated is not None else job, version=job.version + 1))
+        return in_utc(replace(updated if updated is not None else job, version=job.version + 1))
 
     def _write_artifacts(self, conn: Connection, job: Job, updated: Job) -> None:
         """Make the job's artifact rows match ``updated.artifacts`` (by name)."""
@@ -681,42 +677,19 @@ def _jobs_with_artifacts(conn: Connection, rows: Sequence[RowMapping]) -> list[J
 # --- rows <-> records -------------------------------------------------------------------------
 
 
-def _dumps(value: Any) -> str:
-    # strict: NaN or Infinity would be unreadable for PostgreSQL's JSON and other programs
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False
-    )
-
-
-def _json_default(value: object) -> Any:
-    if isinstance(value, datetime):
-        return ensure_utc(value).isoformat()
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
-
-
-def _canonical(params: Mapping[str, Any]) -> str:
-    """Params as canonical JSON: equal params give equal text."""
-    try:
-        return _dumps(params)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"params are not JSON: {exc}") from exc
-
-
 def _job_values(job: Job) -> dict[str, Any]:
     return {
         "key": job.key,
         "kind": job.kind,
         "provider": job.provider,
         "state": job.state.value,
-        "params": _canonical(job.params),
+        "params": canonical(job.params),
         "created_at": job.created_at,
         "updated_at": job.updated_at,
         "version": job.version,
         "task_id": job.task_id,
-        "result": _dumps(job.result) if job.result is not None else None,
-        "error": _dumps(job.error.to_json()) if job.error is not None else None,
+        "result": dumps(job.result) if job.result is not None else None,
+        "error": dumps(job.error.to_json()) if job.error is not None else None,
         "polls": job.polls,
         "callbacks": job.callbacks,
         "submit_attempts": job.submit_attempts,
@@ -731,36 +704,6 @@ def _job_values(job: Job) -> dict[str, Any]:
         "upstream_status": job.upstream_status,
         "state_since": job.state_since,
     }
-
-
-_JOB_DATETIMES: Final = (
-    "created_at",
-    "updated_at",
-    "finished_at",
-    "next_poll_at",
-    "not_before",
-    "deadline_at",
-    "state_since",
-)
-
-
-def _in_utc(job: Job) -> Job:
-    """``job`` with every datetime in UTC, as it would read back from the database."""
-    changes: dict[str, Any] = {}
-    for name in _JOB_DATETIMES:
-        value = getattr(job, name)
-        if value is not None and value.tzinfo is not UTC:
-            changes[name] = ensure_utc(value)
-    if any(
-        a.next_attempt_at is not None and a.next_attempt_at.tzinfo is not UTC for a in job.artifacts
-    ):
-        changes["artifacts"] = tuple(
-            replace(a, next_attempt_at=ensure_utc(a.next_attempt_at))
-            if a.next_attempt_at is not None
-            else a
-            for a in job.artifacts
-        )
-    return replace(job, **changes) if changes else job
 
 
 def _job_from_row(row: RowMapping, artifacts: tuple[Artifact, ...]) -> Job:
@@ -838,35 +781,6 @@ def _event_from_row(row: RowMapping) -> Event:
         payload=json.loads(row["payload"]),
         note=row["note"],
     )
-
-
-def _same_job(existing: Job, new: NewJob) -> Job:
-    """``existing`` if ``new`` asks for the same job; else :class:`JobKeyConflict`."""
-    differences: list[str] = []
-    if existing.kind != new.kind:
-        differences.append(f"another kind ({existing.kind!r}, not {new.kind!r})")
-    if _canonical(existing.params) != _canonical(new.params):
-        differences.append(f"other params ({_params_difference(existing.params, new.params)})")
-    if differences:
-        raise JobKeyConflict(
-            f"a job with key {new.key!r} already exists with {' and '.join(differences)}"
-        )
-    return existing
-
-
-def _params_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
-    """Which top-level params differ, by name (values may be long or private)."""
-    changed = sorted(k for k in old.keys() & new.keys() if _dumps(old[k]) != _dumps(new[k]))
-    parts = [
-        f"{label}: {', '.join(names)}"
-        for label, names in (
-            ("changed", changed),
-            ("added", sorted(new.keys() - old.keys())),
-            ("missing", sorted(old.keys() - new.keys())),
-        )
-        if names
-    ]
-    return "; ".join(parts)
 
 
 def _describe(exc: SQLAlchemyError) -> str:

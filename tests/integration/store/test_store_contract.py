@@ -55,6 +55,7 @@ from orchestrator.stores.base import (
     Claim,
     TokenOwner,
 )
+from orchestrator.stores.memory import MemoryStore
 from orchestrator.stores.sql import SQLStore
 from orchestrator.stores.tables import SCHEMA_META, SCHEMA_VERSION
 
@@ -75,11 +76,19 @@ class Backend:
     url: str
     schema: str | None = None
     opened: list[SQLStore] = field(default_factory=list)
+    #: the in-memory backend: "reopening" it is the same store (it lives in the process)
+    memory: MemoryStore | None = None
 
     def open(self, **kwargs: Any) -> SQLStore:
+        if self.memory is not None:
+            return self.memory  # type: ignore[return-value]
         store = SQLStore(self.url, schema=self.schema, **kwargs)
         self.opened.append(store)
         return store
+
+    def sql_only(self) -> None:
+        if self.memory is not None:
+            pytest.skip("about the SQL schema itself: the in-memory store has none")
 
     def raw_engine(self) -> sa.Engine:
         """An engine on the same tables, bypassing the store (for tampering)."""
@@ -92,8 +101,11 @@ class Backend:
             store.close()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["memory", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "memory":
+        yield Backend("memory", "memory:", memory=MemoryStore())
+        return
     if request.param == "sqlite":
         # a missing parent directory: the store creates it
         sqlite_backend = Backend("sqlite", f"sqlite:///{tmp_path / 'var' / 'store.db'}")
@@ -786,6 +798,7 @@ def test_postgres_claims_skip_rows_locked_by_another_transaction(
 
 
 def test_a_database_newer_than_the_code_is_refused(backend: Backend, store: SQLStore) -> None:
+    backend.sql_only()
     job = make(store, "kept")
     store.close()
     reopened = backend.open()
@@ -804,6 +817,7 @@ def test_a_database_newer_than_the_code_is_refused(backend: Backend, store: SQLS
 def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
     backend: Backend, store: SQLStore
 ) -> None:
+    backend.sql_only()
     started = NewEvent("submitter", "submit_started", {})
     twice = make(store, "twice")
     sent = {"state": JobState.SUBMITTING}

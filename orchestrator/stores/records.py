@@ -1,0 +1,104 @@
+"""What every store backend shares: canonical JSON, the `created` event's source, UTC
+normalisation, and the rule that the same key must mean the same job.
+
+Nothing here knows about rows or SQL: the SQL store (:mod:`orchestrator.stores.sql`) and the
+in-memory store (:mod:`orchestrator.stores.memory`) both use it, so they agree to the byte.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from orchestrator.clock import ensure_utc
+from orchestrator.domain import Job, NewJob
+from orchestrator.exceptions import JobKeyConflict, StoreError
+
+#: Source of the `created` event (NewJob carries none: jobs come from config, CLI, scripts
+#: or the HTTP API, all on the operator's behalf).
+CREATED_SOURCE: Final = "operator"
+
+
+def dumps(value: Any) -> str:
+    # strict: NaN or Infinity would be unreadable for PostgreSQL's JSON and other programs
+    return json.dumps(
+        value, sort_keys=True, separators=(",", ":"), default=_json_default, allow_nan=False
+    )
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, datetime):
+        return ensure_utc(value).isoformat()
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    raise TypeError(f"cannot store a {type(value).__name__} as JSON")
+
+
+def canonical(params: Mapping[str, Any]) -> str:
+    """Params as canonical JSON: equal params give equal text."""
+    try:
+        return dumps(params)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"params are not JSON: {exc}") from exc
+
+
+_JOB_DATETIMES: Final = (
+    "created_at",
+    "updated_at",
+    "finished_at",
+    "next_poll_at",
+    "not_before",
+    "deadline_at",
+    "state_since",
+)
+
+
+def in_utc(job: Job) -> Job:
+    """``job`` with every datetime in UTC, as it would read back from the database."""
+    changes: dict[str, Any] = {}
+    for name in _JOB_DATETIMES:
+        value = getattr(job, name)
+        if value is not None and value.tzinfo is not UTC:
+            changes[name] = ensure_utc(value)
+    if any(
+        a.next_attempt_at is not None and a.next_attempt_at.tzinfo is not UTC for a in job.artifacts
+    ):
+        changes["artifacts"] = tuple(
+            replace(a, next_attempt_at=ensure_utc(a.next_attempt_at))
+            if a.next_attempt_at is not None
+            else a
+            for a in job.artifacts
+        )
+    return replace(job, **changes) if changes else job
+
+
+def same_job(existing: Job, new: NewJob) -> Job:
+    """``existing`` if ``new`` asks for the same job; else :class:`JobKeyConflict`."""
+    differences: list[str] = []
+    if existing.kind != new.kind:
+        differences.append(f"another kind ({existing.kind!r}, not {new.kind!r})")
+    if canonical(existing.params) != canonical(new.params):
+        differences.append(f"other params ({_params_difference(existing.params, new.params)})")
+    if differences:
+        raise JobKeyConflict(
+            f"a job with key {new.key!r} already exists with {' and '.join(differences)}"
+        )
+    return existing
+
+
+def _params_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
+    """Which top-level params differ, by name (values may be long or private)."""
+    changed = sorted(k for k in old.keys() & new.keys() if dumps(old[k]) != dumps(new[k]))
+    parts = [
+        f"{label}: {', '.join(names)}"
+        for label, names in (
+            ("changed", changed),
+            ("added", sorted(new.keys() - old.keys())),
+            ("missing", sorted(old.keys() - new.keys())),
+        )
+        if names
+    ]
+    return "; ".join(parts)
