@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, get_args, get_type_hints
 
 from orchestrator.clock import ensure_utc
 from orchestrator.domain import Job, NewJob
@@ -45,14 +45,9 @@ def canonical(params: Mapping[str, Any]) -> str:
         raise StoreError(f"params are not JSON: {exc}") from exc
 
 
-_JOB_DATETIMES: Final = (
-    "created_at",
-    "updated_at",
-    "finished_at",
-    "next_poll_at",
-    "not_before",
-    "deadline_at",
-    "state_since",
+#: the Job fields that hold a datetime, from its annotations (no second list to keep)
+_JOB_DATETIMES: Final = tuple(
+    name for name, hint in get_type_hints(Job).items() if datetime in (hint, *get_args(hint))
 )
 
 

@@ -24,12 +24,15 @@ emits BEGIN itself) and emit our own BEGIN in the engine's "begin" event:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Column, Connection, Engine, Table, create_engine, event
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.sql.dml import Insert
 
 #: ``PRAGMA synchronous``: FULL fsyncs the WAL at every commit (docs/durability.md).
 SYNCHRONOUS = "FULL"
@@ -102,3 +105,11 @@ def create_sqlite_engine(url: str | URL, *, busy_timeout_s: float) -> Engine:
         conn.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def upsert(table: Table, keys: Sequence[Column[Any]], columns: Sequence[str]) -> Insert:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET columns = excluded.columns."""
+    statement = sqlite.insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=list(keys), set_={name: statement.excluded[name] for name in columns}
+    )

@@ -290,7 +290,7 @@ def test_a_request_that_cannot_be_built_is_a_final_error_and_nothing_is_sent() -
 
 
 def test_everything_we_print_serve_or_log_is_strict_json() -> None:
-    from orchestrator.stores.sql import _dumps
+    from orchestrator.stores.records import dumps as _dumps
     from orchestrator.web.app import _StrictJSON
 
     with pytest.raises(ValueError):
