@@ -20,6 +20,7 @@ import hmac
 import io
 import struct
 import wave
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Literal
@@ -170,3 +171,42 @@ class UrlSigner:
         if now * 1000 >= expires_ms:
             return "expired"
         return "ok"
+
+
+@dataclass(frozen=True)
+class ArtifactResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def serve(name: str, range_header: str | None) -> ArtifactResponse:
+    """The answer to a GET of a known artifact: its bytes, whole or the asked range."""
+    data = artifact_bytes(name)
+    headers = {
+        "Content-Type": content_type(name),
+        "Accept-Ranges": "bytes",
+        "ETag": f'"{sha256_hex(data)[:32]}"',
+        "Cache-Control": "private, max-age=0",
+    }
+    try:
+        wanted = parse_range(range_header, len(data))
+    except RangeNotSatisfiable:
+        headers = {"Content-Range": f"bytes */{len(data)}", "Content-Type": "text/plain"}
+        return ArtifactResponse(416, headers, b"")
+    if wanted is None:
+        headers["Content-Length"] = str(len(data))
+        return ArtifactResponse(200, headers, data)
+    start, end = wanted
+    headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+    headers["Content-Length"] = str(end - start + 1)
+    return ArtifactResponse(206, headers, data[start : end + 1])
+
+
+def xml_error(status: int, code: str, message: str) -> ArtifactResponse:
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
+    ).encode()
+    headers = {"Content-Type": "application/xml", "Content-Length": str(len(body))}
+    return ArtifactResponse(status, headers, body)

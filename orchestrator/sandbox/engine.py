@@ -19,19 +19,20 @@ from typing import Any
 
 from orchestrator.sandbox import payloads
 from orchestrator.sandbox.artifacts import (
-    RangeNotSatisfiable,
+    ArtifactResponse,
     UrlSigner,
     artifact_bytes,
     content_type,
     is_known_extension,
-    parse_range,
+    serve,
     sha256_hex,
+    xml_error,
 )
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.delivery import CallbackDelivery, Delivery
 from orchestrator.sandbox.faults import FaultDice, FaultSpec, RequestFaults
 from orchestrator.sandbox.kinds import MUSIC_FAMILY, Kind
-from orchestrator.sandbox.ledger import Ledger, stamp
+from orchestrator.sandbox.ledger import Ledger, stamp, task_entry
 from orchestrator.sandbox.lifecycle import TaskDraws, build_plan
 from orchestrator.sandbox.markers import Failure, failure_for_code, failure_from_markers
 from orchestrator.sandbox.payloads import Channel, Route, iso
@@ -82,13 +83,6 @@ class Answer:
     @property
     def envelope(self) -> dict[str, Any]:
         return {"code": self.code, "msg": self.msg, "data": self.data}
-
-
-@dataclass(frozen=True)
-class ArtifactResponse:
-    status: int
-    headers: dict[str, str]
-    body: bytes
 
 
 def _stable_hex(*parts: object) -> str:
@@ -571,37 +565,21 @@ class Engine:
         if check != "ok" or not known or not is_known_extension(name):
             self.ledger.download(name, served=False)
             if check == "expired":
-                return _xml_error(403, "AccessDenied", "Request has expired")
+                return xml_error(403, "AccessDenied", "Request has expired")
             if check == "bad_signature":
-                return _xml_error(403, "AccessDenied", "Signature does not match")
-            return _xml_error(404, "NoSuchKey", "The specified key does not exist.")
-        data = artifact_bytes(name)
-        headers = {
-            "Content-Type": content_type(name),
-            "Accept-Ranges": "bytes",
-            "ETag": f'"{sha256_hex(data)[:32]}"',
-            "Cache-Control": "private, max-age=0",
-        }
-        try:
-            wanted = parse_range(range_header, len(data))
-        except RangeNotSatisfiable:
-            headers = {"Content-Range": f"bytes */{len(data)}", "Content-Type": "text/plain"}
-            return ArtifactResponse(416, headers, b"")
+                return xml_error(403, "AccessDenied", "Signature does not match")
+            return xml_error(404, "NoSuchKey", "The specified key does not exist.")
         self.ledger.download(name, served=True)
-        if wanted is None:
-            headers["Content-Length"] = str(len(data))
-            return ArtifactResponse(200, headers, data)
-        start, end = wanted
-        headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
-        headers["Content-Length"] = str(end - start + 1)
-        return ArtifactResponse(206, headers, data[start : end + 1])
+        return serve(name, range_header)
 
     # -- ledger ---------------------------------------------------------------------------
     def ledger_snapshot(self) -> dict[str, Any]:
         now = self.clock()
         data = self.ledger.snapshot()
         with self._lock:
-            tasks = {task.task_id: self._task_entry(task, now) for task in self._tasks.values()}
+            tasks = {
+                task.task_id: task_entry(task, now, self.ledger) for task in self._tasks.values()
+            }
             balance = self._credit_start - self._spent + self._refunded(now)
         return {
             "now": now,
@@ -624,67 +602,6 @@ class Engine:
             "rejected": data["rejected"],
         }
 
-    def _task_entry(self, task: Task, now: float) -> dict[str, Any]:
-        plan = task.plan
-        done = now >= task.completed_at
-        stages = []
-        for index, stage in enumerate(plan.stages):
-            sent = self.ledger.first_sent(task.task_id, stage.callback) if stage.callback else None
-            stages.append(
-                {
-                    "status": stage.status,
-                    "callbackType": stage.callback,
-                    "reached_at": task.reached_at(index),
-                    "visible_at": task.visible_at(index),
-                    "visible_at_iso": iso(task.visible_at(index)),
-                    "callback_dropped": index in plan.dropped,
-                    "callback_first_sent_at": sent,
-                }
-            )
-        terminal = plan.terminal
-        terminal_sent = (
-            self.ledger.first_sent(task.task_id, terminal.callback) if terminal.callback else None
-        )
-        first_sent = self.ledger.first_sent_any(task.task_id)
-        failure = plan.failure
-        return {
-            "kind": task.kind,
-            "path": task.path,
-            "index": task.index,
-            "status": task.status(now),
-            "terminal_status": terminal.status,
-            "submitted_at": task.submitted_at,
-            "submitted_at_iso": iso(task.submitted_at),
-            "completed_at": task.completed_at if done else None,
-            "completed_at_iso": iso(task.completed_at) if done else None,
-            "planned_completed_at": task.completed_at,
-            "first_callback_at": first_sent,
-            "first_callback_at_iso": iso(first_sent),
-            "terminal_callback_at": terminal_sent,
-            "terminal_callback_at_iso": iso(terminal_sent),
-            "callback_exception_at": task.callback_exception_at,
-            "callback_url": task.callback_url,
-            "error_code": failure.code if failure else None,
-            "error_message": failure.message if failure else None,
-            "faults": list(task.faults),
-            "lag_s": task.lag,
-            "stages": stages,
-            "callbacks_planned": [
-                {
-                    "stage": planned.callback,
-                    "copy": planned.copy,
-                    "early": planned.early,
-                    "due_at": task.submitted_at + planned.due,
-                }
-                for planned in plan.callbacks
-            ],
-            "polls": self.ledger.polls_of(task.task_id),
-            "credits": task.cost,
-            "audio_ids": [track.audio_id for track in task.tracks],
-            "source_task_id": task.source_task_id,
-            "source_audio_id": task.source_audio_id,
-        }
-
 
 @dataclass(frozen=True)
 class _Source:
@@ -693,12 +610,3 @@ class _Source:
     task: Task | None
     track: Track | None
     failure: Failure | None
-
-
-def _xml_error(status: int, code: str, message: str) -> ArtifactResponse:
-    body = (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f"<Error><Code>{code}</Code><Message>{message}</Message></Error>"
-    ).encode()
-    headers = {"Content-Type": "application/xml", "Content-Length": str(len(body))}
-    return ArtifactResponse(status, headers, body)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.sandbox.payloads import iso
+
+if TYPE_CHECKING:
+    from orchestrator.sandbox.tasks import Task
 
 
 class Ledger:
@@ -119,3 +122,66 @@ class Ledger:
 def stamp(epoch: float) -> dict[str, Any]:
     """``{"time": epoch, "time_iso": ISO 8601}`` for a ledger entry."""
     return {"time": epoch, "time_iso": iso(epoch)}
+
+
+def task_entry(task: Task, now: float, ledger: Ledger) -> dict[str, Any]:
+    """One task as the ledger snapshot shows it: its plan, its stages, what was sent."""
+    plan = task.plan
+    done = now >= task.completed_at
+    stages = []
+    for index, stage in enumerate(plan.stages):
+        sent = ledger.first_sent(task.task_id, stage.callback) if stage.callback else None
+        stages.append(
+            {
+                "status": stage.status,
+                "callbackType": stage.callback,
+                "reached_at": task.reached_at(index),
+                "visible_at": task.visible_at(index),
+                "visible_at_iso": iso(task.visible_at(index)),
+                "callback_dropped": index in plan.dropped,
+                "callback_first_sent_at": sent,
+            }
+        )
+    terminal = plan.terminal
+    terminal_sent = (
+        ledger.first_sent(task.task_id, terminal.callback) if terminal.callback else None
+    )
+    first_sent = ledger.first_sent_any(task.task_id)
+    failure = plan.failure
+    return {
+        "kind": task.kind,
+        "path": task.path,
+        "index": task.index,
+        "status": task.status(now),
+        "terminal_status": terminal.status,
+        "submitted_at": task.submitted_at,
+        "submitted_at_iso": iso(task.submitted_at),
+        "completed_at": task.completed_at if done else None,
+        "completed_at_iso": iso(task.completed_at) if done else None,
+        "planned_completed_at": task.completed_at,
+        "first_callback_at": first_sent,
+        "first_callback_at_iso": iso(first_sent),
+        "terminal_callback_at": terminal_sent,
+        "terminal_callback_at_iso": iso(terminal_sent),
+        "callback_exception_at": task.callback_exception_at,
+        "callback_url": task.callback_url,
+        "error_code": failure.code if failure else None,
+        "error_message": failure.message if failure else None,
+        "faults": list(task.faults),
+        "lag_s": task.lag,
+        "stages": stages,
+        "callbacks_planned": [
+            {
+                "stage": planned.callback,
+                "copy": planned.copy,
+                "early": planned.early,
+                "due_at": task.submitted_at + planned.due,
+            }
+            for planned in plan.callbacks
+        ],
+        "polls": ledger.polls_of(task.task_id),
+        "credits": task.cost,
+        "audio_ids": [track.audio_id for track in task.tracks],
+        "source_task_id": task.source_task_id,
+        "source_audio_id": task.source_audio_id,
+    }
