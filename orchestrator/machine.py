@@ -118,12 +118,17 @@ class Transition:
         merged = {**values, **self.changes} if defaults else {**self.changes, **values}
         return replace(self, changes=merged)
 
-    def apply(self, job: Job, now: datetime) -> Job:
-        """The job after this transition (the reconciler persists exactly this)."""
-        updated = replace(job, state=self.to_state, updated_at=now, **self.changes)
+    def changes_for(self, job: Job, now: datetime) -> dict[str, Any]:
+        """Every field this transition sets on ``job``: its changes, the state, and when (the
+        reconciler hands exactly these to the store)."""
+        changes = {**self.changes, "state": self.to_state, "updated_at": now}
         if self.to_state != job.state:
-            updated = replace(updated, state_since=now)
-        return updated
+            changes["state_since"] = now
+        return changes
+
+    def apply(self, job: Job, now: datetime) -> Job:
+        """The job after this transition."""
+        return replace(job, **self.changes_for(job, now))
 
 
 def _unit(key: str, n: int, seed: int) -> float:

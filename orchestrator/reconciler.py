@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -84,12 +84,12 @@ class Reconciler:
         current = job
         for _ in range(MAX_RACES):
             with _deterministic_failures(current, observation):
-                transition, updated, event = self._fold(current, observation, now, raw, note)
+                transition, changes, event = self._fold(current, observation, now, raw, note)
                 faultpoints.reach(f"transition.{observation.name}")
                 try:
                     stored = self.store.apply(
                         current,
-                        updated,
+                        changes,
                         event,
                         now,
                         token_hash=transition.token_hash if transition else None,
@@ -116,14 +116,14 @@ class Reconciler:
                 for _ in range(MAX_RACES):
                     current = unit.get_job(item.job_id)
                     with _deterministic_failures(current, item.observation):
-                        transition, updated, event = self._fold(
+                        transition, changes, event = self._fold(
                             current, item.observation, item.now, item.raw, ""
                         )
                         faultpoints.reach(f"transition.{item.observation.name}")
                         try:
                             stored = unit.apply(
                                 current,
-                                updated,
+                                changes,
                                 event,
                                 item.now,
                                 token_hash=transition.token_hash if transition else None,
@@ -141,10 +141,10 @@ class Reconciler:
 
     def _fold(
         self, current: Job, observation: Observation, now: datetime, raw: Any, note: str
-    ) -> tuple[Transition | None, Job | None, NewEvent]:
+    ) -> tuple[Transition | None, dict[str, Any] | None, NewEvent]:
         transition = decide(current, observation, now, self.policy)
-        updated = transition.apply(current, now) if transition else None
-        updated = _count(current, updated, observation)
+        changes = transition.changes_for(current, now) if transition else None
+        changes = _count(current, changes, observation)
         payload = observation.payload()
         if raw is not None:
             payload["raw"] = raw
@@ -154,7 +154,7 @@ class Reconciler:
             payload=payload,
             note=note or (transition.note if transition else ignored_note(current, observation)),
         )
-        return transition, updated, event
+        return transition, changes, event
 
     def record(
         self,
@@ -229,12 +229,12 @@ def _deterministic_failures(job: Job, observation: Observation) -> Iterator[None
         ) from exc
 
 
-def _count(current: Job, updated: Job | None, observation: Observation) -> Job | None:
+def _count(
+    current: Job, changes: dict[str, Any] | None, observation: Observation
+) -> dict[str, Any] | None:
     """Polls and callbacks are counted whether or not they changed anything."""
     if isinstance(observation, (Polled, PollFailed)):
-        base = updated or current
-        return replace(base, polls=current.polls + 1)
+        return {**(changes or {}), "polls": current.polls + 1}
     if isinstance(observation, CallbackReceived):
-        base = updated or current
-        return replace(base, callbacks=current.callbacks + 1)
-    return updated
+        return {**(changes or {}), "callbacks": current.callbacks + 1}
+    return changes

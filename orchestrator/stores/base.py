@@ -14,11 +14,11 @@ against SQLite and PostgreSQL):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from orchestrator.domain import Event, Job, NewEvent, NewJob
 from orchestrator.states import JobState
@@ -57,7 +57,7 @@ class UnitOfWork(Protocol):
     def apply(
         self,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
@@ -107,25 +107,28 @@ class Store(Protocol):
     def apply(
         self,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
         token_hash: str | None = None,
         release_owner: str | None = None,
     ) -> Job:
-        """Write ``event`` and, when ``updated`` is given, the job's new row, in one transaction.
+        """Write ``event`` and, when ``changes`` are given, those fields of the job, in one
+        transaction.
 
-        The job row is written only if its version is still ``job.version`` (compare-and-set),
-        and gets ``job.version + 1``; otherwise :class:`StaleJob` is raised and nothing is
-        written. Artifact rows are made to match ``updated.artifacts`` (upsert by name).
-        ``token_hash`` (with a submit_started transition) is recorded for callback lookup,
-        labelled with ``updated.attempt`` (the attempt it is issued for).
-        ``release_owner`` clears the lease if that owner holds it. With ``updated=None`` the
-        event is still appended (a duplicate or stale observation) and the version is still
-        checked and bumped, so an observation cannot slip past a concurrent change. Returns the
-        job as stored.
-        """
+        ``changes`` maps Job field names to their new values: a transition's changes plus the
+        state and timestamps the reconciler adds. Only those fields are written (the store
+        does not diff two jobs); id, key, created_at and version never change (ValueError),
+        artifact names must be unique (ValueError). The job row is written only if its version
+        is still ``job.version`` (compare-and-set), and gets ``job.version + 1``; otherwise
+        :class:`StaleJob` is raised and nothing is written. Artifact rows are made to match
+        ``changes["artifacts"]`` when given (upsert by name). ``token_hash`` (with a
+        submit_started transition) is recorded for callback lookup, labelled with the job's
+        attempt after the changes. ``release_owner`` clears the lease if that owner holds it.
+        With ``changes=None`` the event is still appended (a duplicate or stale observation;
+        its ``to_state`` is None) and the version is still checked and bumped, so an
+        observation cannot slip past a concurrent change. Returns the job as stored."""
         ...
 
     def unit_of_work(self) -> AbstractContextManager[UnitOfWork]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -33,7 +33,14 @@ from orchestrator.stores.base import (
     TokenOwner,
     UnitOfWork,
 )
-from orchestrator.stores.records import CREATED_SOURCE, canonical, dumps, in_utc, same_job
+from orchestrator.stores.records import (
+    CREATED_SOURCE,
+    canonical,
+    changed_job,
+    dumps,
+    in_utc,
+    same_job,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -163,7 +170,7 @@ class MemoryStore:
     def apply(
         self,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
@@ -172,7 +179,7 @@ class MemoryStore:
     ) -> Job:
         with self.unit_of_work() as unit:
             return unit.apply(
-                job, updated, event, now, token_hash=token_hash, release_owner=release_owner
+                job, changes, event, now, token_hash=token_hash, release_owner=release_owner
             )
 
     @contextmanager
@@ -189,7 +196,7 @@ class MemoryStore:
         self,
         state: _State,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
@@ -198,12 +205,7 @@ class MemoryStore:
     ) -> Job:
         now = ensure_utc(now)
         current = self._get(state, job.id)
-        if updated is not None:
-            if updated.id != job.id:
-                raise ValueError(f"updated job id {updated.id} is not job id {job.id}")
-            names = [a.name for a in updated.artifacts]
-            if len(set(names)) != len(names):
-                raise ValueError(f"duplicate artifact names in job {job.key!r}: {names}")
+        updated = changed_job(job, changes)
         if current.version != job.version:
             raise StaleJob(
                 f"job {job.key!r} changed since version {job.version}: reload and decide again"
@@ -427,7 +429,7 @@ class _MemoryUnit:
     def apply(
         self,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
@@ -437,7 +439,7 @@ class _MemoryUnit:
         return self._store._apply_on(
             self._store._state,
             job,
-            updated,
+            changes,
             event,
             now,
             token_hash=token_hash,

@@ -97,3 +97,26 @@ def _params_difference(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
         if names
     ]
     return "; ".join(parts)
+
+
+#: fields a change may not touch: the store's identity of the job and its own version
+FIXED_FIELDS: Final = frozenset({"id", "key", "created_at", "version"})
+_FIELDS: Final = frozenset(get_type_hints(Job))
+
+
+def changed_job(job: Job, changes: Mapping[str, Any] | None) -> Job | None:
+    """``job`` with ``changes`` applied (None: no changes), after checking them: only the
+    job's own fields, never its identity, and artifact names unique."""
+    if changes is None:
+        return None
+    bad = sorted(set(changes) - _FIELDS)
+    if bad:
+        raise ValueError(f"job {job.key!r}: no such field(s) {bad}")
+    fixed = sorted(set(changes) & FIXED_FIELDS)
+    if fixed:
+        raise ValueError(f"job {job.key!r}: {fixed} never change")
+    updated = replace(job, **changes)
+    names = [a.name for a in updated.artifacts]
+    if len(set(names)) != len(names):
+        raise ValueError(f"duplicate artifact names in job {job.key!r}: {names}")
+    return updated

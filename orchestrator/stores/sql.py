@@ -26,7 +26,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -73,7 +73,14 @@ from orchestrator.stores.base import (
 from orchestrator.stores.postgres import create_postgres_engine
 from orchestrator.stores.postgres import upsert as postgres_upsert
 from orchestrator.stores.queries import POLLABLE_VALUES, due_query, lease_free
-from orchestrator.stores.records import CREATED_SOURCE, canonical, dumps, in_utc, same_job
+from orchestrator.stores.records import (
+    CREATED_SOURCE,
+    canonical,
+    changed_job,
+    dumps,
+    in_utc,
+    same_job,
+)
 from orchestrator.stores.rows import (
     MUTABLE,
     artifact_values,
@@ -329,7 +336,7 @@ class SQLStore:
     def apply(
         self,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
@@ -338,7 +345,7 @@ class SQLStore:
     ) -> Job:
         with self._write() as conn:
             return self._apply_on(
-                conn, job, updated, event, now, token_hash=token_hash, release_owner=release_owner
+                conn, job, changes, event, now, token_hash=token_hash, release_owner=release_owner
             )
 
     @contextmanager
@@ -351,7 +358,7 @@ class SQLStore:
         self,
         conn: Connection,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
@@ -360,16 +367,13 @@ class SQLStore:
     ) -> Job:
         now = ensure_utc(now)
         values: dict[str, Any] = {"version": job.version + 1}
+        updated = changed_job(job, changes)
         artifacts_changed = False
-        if updated is not None:
-            if updated.id != job.id:
-                raise ValueError(f"updated job id {updated.id} is not job id {job.id}")
-            names = [a.name for a in updated.artifacts]
-            if len(set(names)) != len(names):
-                raise ValueError(f"duplicate artifact names in job {job.key!r}: {names}")
-            old, new = job_values(job), job_values(updated)
-            values.update({name: new[name] for name in MUTABLE if new[name] != old[name]})
-            artifacts_changed = updated.artifacts != job.artifacts
+        if updated is not None and changes:
+            # only the columns the transition names (no diff of the old and new job)
+            encoded = job_values(updated)
+            values.update({name: encoded[name] for name in changes if name in MUTABLE})
+            artifacts_changed = "artifacts" in changes and updated.artifacts != job.artifacts
         if release_owner is not None:
             held = J.lease_owner == release_owner
             values["lease_owner"] = case((held, null()), else_=J.lease_owner)
@@ -527,7 +531,7 @@ class _SQLUnit:
     def apply(
         self,
         job: Job,
-        updated: Job | None,
+        changes: Mapping[str, Any] | None,
         event: NewEvent,
         now: datetime,
         *,
@@ -535,5 +539,5 @@ class _SQLUnit:
         release_owner: str | None = None,
     ) -> Job:
         return self._store._apply_on(
-            self._conn, job, updated, event, now, token_hash=token_hash, release_owner=release_owner
+            self._conn, job, changes, event, now, token_hash=token_hash, release_owner=release_owner
         )

@@ -103,15 +103,13 @@ def test_stopping_a_writer_that_never_started_is_harmless(store: SQLStore) -> No
 
 
 def test_a_poll_result_releases_its_lease_in_the_same_commit(store: SQLStore) -> None:
-    from dataclasses import replace as _replace
-
     from orchestrator.observations import Polled
     from orchestrator.states import JobState
     from orchestrator.stores.base import POLL
 
     job, _ = store.create_job(NewJob("p", "generate_music", SONG, "sunoapi"), NOW)
     store.apply(
-        job, _replace(job, state=JobState.PENDING, task_id="t", next_poll_at=NOW), _event(), NOW
+        job, {"state": JobState.PENDING, "task_id": "t", "next_poll_at": NOW}, _event(), NOW
     )
     [claimed] = store.claim(POLL, "me", NOW, 60.0, 10)
     writer = GroupCommitter(Reconciler(store))

@@ -12,7 +12,6 @@ import json
 import sys
 import threading
 import time
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -36,7 +35,7 @@ def main() -> int:
                 if not jobs:
                     return
                 for job in jobs:
-                    polled = replace(job, polls=job.polls + 1, next_poll_at=None)
+                    polled = {"polls": job.polls + 1, "next_poll_at": None}
                     event = NewEvent("poll", "polled", {"by": name})
                     store.apply(job, polled, event, now, release_owner=name)
                 with lock:

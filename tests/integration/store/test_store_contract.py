@@ -145,8 +145,8 @@ def force(
     store: SQLStore, job: Job, now: datetime, owner: str | None = None, **changes: Any
 ) -> Job:
     """Write arbitrary field changes through apply (a test-only event)."""
-    updated = replace(job, updated_at=now, **changes)
-    return store.apply(job, updated, NewEvent("test", "forced", {}), now, release_owner=owner)
+    forced = {"updated_at": now, **changes}
+    return store.apply(job, forced, NewEvent("test", "forced", {}), now, release_owner=owner)
 
 
 def make(store: SQLStore, key: str, now: datetime = T0, **changes: Any) -> Job:
@@ -158,7 +158,7 @@ def make(store: SQLStore, key: str, now: datetime = T0, **changes: Any) -> Job:
 def observe(store: SQLStore, job: Job, observation: Observation, now: datetime) -> Job:
     """The reconciler's step: decide, then compare-and-set with the event row."""
     transition = decide(job, observation, now)
-    updated = transition.apply(job, now) if transition else None
+    changes = transition.changes_for(job, now) if transition else None
     event = NewEvent(
         observation.source,
         observation.name,
@@ -166,7 +166,7 @@ def observe(store: SQLStore, job: Job, observation: Observation, now: datetime) 
         transition.note if transition else "no change",
     )
     token = transition.token_hash if transition else None
-    return store.apply(job, updated, event, now, token_hash=token)
+    return store.apply(job, changes, event, now, token_hash=token)
 
 
 def artifact(name: str, due: datetime | None, **fields: Any) -> Artifact:
@@ -427,8 +427,7 @@ def test_a_whole_lifecycle_through_decide(store: SQLStore) -> None:
 
 def test_apply_writes_the_new_row_and_bumps_the_version(store: SQLStore) -> None:
     job = make(store, "j")
-    updated = replace(
-        job,
+    changes = dict(
         state=S.PENDING,
         task_id="task-9",
         result={"status": "PENDING", "tracks": [{"id": "x", "duration": 1.5}]},
@@ -438,10 +437,25 @@ def test_apply_writes_the_new_row_and_bumps_the_version(store: SQLStore) -> None
         next_poll_at=T0 + timedelta(seconds=30),
         updated_at=T0 + timedelta(seconds=1),
     )
-    stored = store.apply(job, updated, NewEvent("submitter", "submit_accepted", {}), T0)
-    assert stored == replace(updated, version=job.version + 1)
+    stored = store.apply(job, changes, NewEvent("submitter", "submit_accepted", {}), T0)
+    assert stored == replace(job, **changes, version=job.version + 1)
     assert store.get_job(job.id) == stored
     assert store.get_job(job.id).error == JobError("submit", 429, "slow down")
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"key": "other"}, {"id": 99}, {"version": 7}, {"created_at": T0}, {"colour": "red"}],
+    ids=["key", "id", "version", "created_at", "unknown"],
+)
+def test_apply_writes_only_the_jobs_own_changeable_fields(
+    store: SQLStore, changes: dict[str, Any]
+) -> None:
+    job = make(store, "j")
+    before = (store.get_job(job.id), store.events(job.id))
+    with pytest.raises(ValueError):
+        store.apply(job, changes, NewEvent("test", "bad", {}), T0)
+    assert (store.get_job(job.id), store.events(job.id)) == before
 
 
 def test_a_stale_apply_raises_and_writes_nothing(store: SQLStore) -> None:
@@ -449,7 +463,7 @@ def test_a_stale_apply_raises_and_writes_nothing(store: SQLStore) -> None:
     winner = force(store, job, T0, polls=1)
     before = (store.get_job(job.id), store.events(job.id))
 
-    loser = replace(job, state=S.FAILED, artifacts=(artifact("a.mp3", None, attempts=9),), polls=7)
+    loser = dict(state=S.FAILED, artifacts=(artifact("a.mp3", None, attempts=9),), polls=7)
     event = NewEvent("downloader", "download_failed", {"why": "late"})
     with pytest.raises(StaleJob):
         store.apply(job, loser, event, T0, token_hash="late-token", release_owner="w")
@@ -490,8 +504,8 @@ def test_a_unit_of_work_commits_several_applies_at_once(store: SQLStore) -> None
         # reads inside the unit see its own writes: a second observation of the same job
         again = unit.get_job(a.id)
         assert again.version == first.version == a.version + 1
-        unit.apply(again, replace(again, polls=5), event, T0)
-        unit.apply(unit.get_job(b.id), replace(b, polls=2), event, T0)
+        unit.apply(again, {"polls": 5}, event, T0)
+        unit.apply(unit.get_job(b.id), {"polls": 2}, event, T0)
     assert store.get_job(a.id).polls == 5 and store.get_job(a.id).version == a.version + 2
     assert store.get_job(b.id).polls == 2
     assert len(store.events(a.id)) == events_before + 2
@@ -502,7 +516,7 @@ def test_a_unit_of_work_that_fails_writes_nothing(store: SQLStore) -> None:
     before = (store.get_job(a.id), store.events(a.id))
     event = NewEvent("callback", "callback_received", {})
     with pytest.raises(RuntimeError), store.unit_of_work() as unit:
-        unit.apply(unit.get_job(a.id), replace(a, polls=9), event, T0)
+        unit.apply(unit.get_job(a.id), {"polls": 9}, event, T0)
         raise RuntimeError("the writer died mid-batch")
     assert (store.get_job(a.id), store.events(a.id)) == before
     stale = replace(a, version=a.version - 1)
@@ -560,8 +574,8 @@ def test_callback_tokens_of_every_attempt_find_the_job_and_their_attempt(
     job = make(store, "j")
     other = make(store, "other")
     started = NewEvent("submitter", "submit_started", {})
-    job = store.apply(job, replace(job, attempt=1), started, T0, token_hash="h1")
-    job = store.apply(job, replace(job, attempt=2), started, T0, token_hash="h2")
+    job = store.apply(job, {"attempt": 1}, started, T0, token_hash="h1")
+    job = store.apply(job, {"attempt": 2}, started, T0, token_hash="h2")
     assert store.find_by_token("h1") == TokenOwner(job, 1)
     assert store.find_by_token("h2") == TokenOwner(job, 2)
     assert store.find_by_token("h3") is None
@@ -707,7 +721,7 @@ def test_concurrent_claims_from_threads_never_share_a_job(store: SQLStore) -> No
         try:
             while batch := store.claim(POLL, owner, T0, 60.0, 3):
                 for job in batch:
-                    polled = replace(job, polls=job.polls + 1, next_poll_at=None)
+                    polled = {"polls": job.polls + 1, "next_poll_at": None}
                     store.apply(
                         job, polled, NewEvent("poll", "polled", {}), T0, release_owner=owner
                     )
@@ -821,12 +835,12 @@ def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
     started = NewEvent("submitter", "submit_started", {})
     twice = make(store, "twice")
     sent = {"state": JobState.SUBMITTING}
-    first = replace(twice, attempt=1, submit_attempts=1, **sent)
+    first = {"attempt": 1, "submit_attempts": 1, **sent}
     twice = store.apply(twice, first, started, T0, token_hash="t-1")
-    second = replace(twice, attempt=2, submit_attempts=2, **sent)
+    second = {"attempt": 2, "submit_attempts": 2, **sent}
     twice = store.apply(twice, second, started, T0 + US, token_hash="t-2")
     retried = make(store, "retried")
-    retried = store.apply(retried, replace(retried, attempt=1), started, T0, token_hash="r-1")
+    retried = store.apply(retried, {"attempt": 1}, started, T0, token_hash="r-1")
     store.close()
     engine = backend.raw_engine()
     try:  # what schema 1 looked like: no attempt columns

@@ -209,10 +209,10 @@ def test_a_callback_that_can_never_be_stored_gets_a_4xx_not_a_503(
     job, token = rig.new_job("unstorable")
     real_apply = rig.store.apply
 
-    def refuse_callbacks(current: Any, updated: Any, event: Any, *args: Any, **kw: Any) -> Any:
+    def refuse_callbacks(current: Any, changes: Any, event: Any, *args: Any, **kw: Any) -> Any:
         if event.type == "callback_received":
             raise ValueError("the store cannot hold this")  # what no retry will change
-        return real_apply(current, updated, event, *args, **kw)
+        return real_apply(current, changes, event, *args, **kw)
 
     monkeypatch.setattr(rig.store, "apply", refuse_callbacks)
     response = rig.post(token, callback("complete", tracks=[track("x")]))
@@ -230,10 +230,10 @@ def test_a_poll_answer_that_cannot_be_stored_backs_off_instead_of_looping(
     job, _ = rig.new_job("unstorable-poll")
     real_apply = rig.store.apply
 
-    def refuse_polls(current: Any, updated: Any, event: Any, *args: Any, **kw: Any) -> Any:
+    def refuse_polls(current: Any, changes: Any, event: Any, *args: Any, **kw: Any) -> Any:
         if event.type == "polled":
             raise ValueError("the store cannot hold this")
-        return real_apply(current, updated, event, *args, **kw)
+        return real_apply(current, changes, event, *args, **kw)
 
     monkeypatch.setattr(rig.store, "apply", refuse_polls)
     later(rig, 60)
@@ -256,11 +256,11 @@ def test_a_signed_callback_whose_commit_failed_is_accepted_when_the_upstream_ret
     real_apply = rig.store.apply
     fail_once = [True]
 
-    def flaky(current: Any, updated: Any, event: Any, *args: Any, **kw: Any) -> Any:
+    def flaky(current: Any, changes: Any, event: Any, *args: Any, **kw: Any) -> Any:
         if event.type == "callback_received" and fail_once:
             fail_once.clear()
             raise StoreError("database write failed: disk I/O error")
-        return real_apply(current, updated, event, *args, **kw)
+        return real_apply(current, changes, event, *args, **kw)
 
     monkeypatch.setattr(rig.store, "apply", flaky)
     body = callback("text")
