@@ -16,8 +16,9 @@ PostgreSQL, on SQLAlchemy Core over the SQLModel tables in :mod:`orchestrator.st
 
 Its neighbours own one concern each: :mod:`.tables` (the schema as declared),
 :mod:`.schema` (creating and upgrading it), :mod:`.rows` (rows <-> records, derived from the
-domain records' fields), :mod:`.queries` (due and lease predicates), :mod:`.records` (what
-every backend shares), :mod:`.sqlite` and :mod:`.postgres` (one module per dialect).
+domain records' fields), :mod:`.queries` (due and lease predicates), :mod:`.writes` (the
+compare-and-set with its event row), :mod:`.records` (what every backend shares),
+:mod:`.sqlite` and :mod:`.postgres` (one module per dialect).
 """
 
 from __future__ import annotations
@@ -37,11 +38,8 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
-    case,
-    delete,
     func,
     insert,
-    null,
     or_,
     select,
     update,
@@ -49,7 +47,6 @@ from sqlalchemy import (
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from orchestrator import faultpoints
 from orchestrator.clock import ensure_utc
 from orchestrator.domain import (
     Event,
@@ -61,7 +58,6 @@ from orchestrator.exceptions import (
     ConfigError,
     JobIdNotFound,
     JobNotFound,
-    StaleJob,
     StoreError,
 )
 from orchestrator.states import JobState
@@ -71,19 +67,14 @@ from orchestrator.stores.base import (
     UnitOfWork,
 )
 from orchestrator.stores.postgres import create_postgres_engine
-from orchestrator.stores.postgres import upsert as postgres_upsert
 from orchestrator.stores.queries import POLLABLE_VALUES, due_query, lease_free
 from orchestrator.stores.records import (
     CREATED_SOURCE,
     canonical,
-    changed_job,
     dumps,
-    in_utc,
     same_job,
 )
 from orchestrator.stores.rows import (
-    MUTABLE,
-    artifact_values,
     event_from_row,
     job_from_row,
     job_values,
@@ -92,13 +83,13 @@ from orchestrator.stores.rows import (
 )
 from orchestrator.stores.schema import init_schema
 from orchestrator.stores.sqlite import READ_ONLY, SQLiteOpenError, create_sqlite_engine
-from orchestrator.stores.sqlite import upsert as sqlite_upsert
 from orchestrator.stores.tables import (
     ARTIFACTS,
     CALLBACK_TOKENS,
     EVENTS,
     JOBS,
 )
+from orchestrator.stores.writes import apply_on
 
 __all__ = ["SQLStore"]
 
@@ -344,8 +335,15 @@ class SQLStore:
         release_owner: str | None = None,
     ) -> Job:
         with self._write() as conn:
-            return self._apply_on(
-                conn, job, changes, event, now, token_hash=token_hash, release_owner=release_owner
+            return apply_on(
+                conn,
+                job,
+                changes,
+                event,
+                now,
+                token_hash=token_hash,
+                release_owner=release_owner,
+                postgres=self._postgres,
             )
 
     @contextmanager
@@ -353,74 +351,6 @@ class SQLStore:
         """One write transaction for several read-decide-apply steps (group commit)."""
         with self._write() as conn:
             yield _SQLUnit(self, conn)
-
-    def _apply_on(
-        self,
-        conn: Connection,
-        job: Job,
-        changes: Mapping[str, Any] | None,
-        event: NewEvent,
-        now: datetime,
-        *,
-        token_hash: str | None = None,
-        release_owner: str | None = None,
-    ) -> Job:
-        now = ensure_utc(now)
-        values: dict[str, Any] = {"version": job.version + 1}
-        updated = changed_job(job, changes)
-        artifacts_changed = False
-        if updated is not None and changes:
-            # only the columns the transition names (no diff of the old and new job)
-            encoded = job_values(updated)
-            values.update({name: encoded[name] for name in changes if name in MUTABLE})
-            artifacts_changed = "artifacts" in changes and updated.artifacts != job.artifacts
-        if release_owner is not None:
-            held = J.lease_owner == release_owner
-            values["lease_owner"] = case((held, null()), else_=J.lease_owner)
-            values["lease_expires_at"] = case((held, null()), else_=J.lease_expires_at)
-        cas = update(JOBS).where(J.id == job.id, J.version == job.version).values(values)
-        event_row = {
-            "job_id": job.id,
-            "at": now,
-            "source": event.source,
-            "type": event.type,
-            "from_state": job.state.value,
-            "to_state": updated.state.value if updated is not None else None,
-            "payload": dumps(event.payload),
-            "note": event.note,
-        }
-        if conn.execute(cas).rowcount != 1:
-            raise StaleJob(
-                f"job {job.key!r} changed since version {job.version}: reload and decide again"
-            )
-        conn.execute(insert(EVENTS).values(event_row))
-        if updated is not None and artifacts_changed:
-            self._write_artifacts(conn, job, updated)
-        if token_hash is not None:
-            attempt = (updated or job).attempt
-            conn.execute(
-                insert(CALLBACK_TOKENS).values(
-                    token_hash=token_hash, job_id=job.id, created_at=now, attempt=attempt
-                )
-            )
-        faultpoints.reach("store.before_commit")
-        return in_utc(replace(updated if updated is not None else job, version=job.version + 1))
-
-    def _write_artifacts(self, conn: Connection, job: Job, updated: Job) -> None:
-        """Make the job's artifact rows match ``updated.artifacts`` (by name)."""
-        before = {a.name: a for a in job.artifacts}
-        names = [a.name for a in updated.artifacts]
-        if any(name not in names for name in before):
-            gone = delete(ARTIFACTS).where(A.job_id == job.id)
-            if names:
-                gone = gone.where(A.name.not_in(names))
-            conn.execute(gone)
-        rows = [artifact_values(job.id, a) for a in updated.artifacts if before.get(a.name) != a]
-        if not rows:
-            return
-        columns = [name for name in rows[0] if name not in ("job_id", "name")]
-        upsert = postgres_upsert if self._postgres else sqlite_upsert
-        conn.execute(upsert(ARTIFACTS, [A.job_id, A.name], columns), rows)
 
     # --- leases -------------------------------------------------------------------------
 
@@ -538,6 +468,13 @@ class _SQLUnit:
         token_hash: str | None = None,
         release_owner: str | None = None,
     ) -> Job:
-        return self._store._apply_on(
-            self._conn, job, changes, event, now, token_hash=token_hash, release_owner=release_owner
+        return apply_on(
+            self._conn,
+            job,
+            changes,
+            event,
+            now,
+            token_hash=token_hash,
+            release_owner=release_owner,
+            postgres=self._store._postgres,
         )
