@@ -334,16 +334,9 @@ class SQLStore:
         token_hash: str | None = None,
         release_owner: str | None = None,
     ) -> Job:
-        with self._write() as conn:
-            return apply_on(
-                conn,
-                job,
-                changes,
-                event,
-                now,
-                token_hash=token_hash,
-                release_owner=release_owner,
-                postgres=self._postgres,
+        with self.unit_of_work() as unit:  # one write transaction, the unit's one apply
+            return unit.apply(
+                job, changes, event, now, token_hash=token_hash, release_owner=release_owner
             )
 
     @contextmanager
