@@ -309,18 +309,18 @@ class SQLStore:
         return found if limit is None else found[::-1]
 
     def find_by_token(self, token_hash: str) -> TokenOwner | None:
-        with self._read() as conn:
-            found = conn.execute(
-                select(CALLBACK_TOKENS.c.job_id, CALLBACK_TOKENS.c.attempt).where(
-                    CALLBACK_TOKENS.c.token_hash == token_hash
-                )
-            ).first()
-            if found is None:
+        attempt = CALLBACK_TOKENS.c.attempt.label("token_attempt")
+        query = (
+            select(JOBS, attempt)
+            .join(CALLBACK_TOKENS, CALLBACK_TOKENS.c.job_id == J.id)
+            .where(CALLBACK_TOKENS.c.token_hash == token_hash)
+        )
+        with self._read() as conn:  # one indexed join, as on every callback's hot path
+            row = conn.execute(query).mappings().first()
+            if row is None:
                 return None
-            job = self._find_job_on(conn, J.id == found.job_id)
-            if job is None:  # pragma: no cover - the foreign key forbids it
-                return None
-            return TokenOwner(job, int(found.attempt))
+            job = job_from_row(row, load_artifacts(conn, [row["id"]]).get(row["id"], ()))
+            return TokenOwner(job, int(row["token_attempt"]))
 
     # --- writes -------------------------------------------------------------------------
 
