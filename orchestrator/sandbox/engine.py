@@ -7,12 +7,10 @@ bytes leave (status line, reset connection, delay) is the app's business.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import random
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,8 +36,15 @@ from orchestrator.sandbox.markers import Failure, failure_for_code, failure_from
 from orchestrator.sandbox.payloads import Channel, Route, iso
 from orchestrator.sandbox.profiles import Reason
 from orchestrator.sandbox.ratelimit import SlidingWindow
-from orchestrator.sandbox.tasks import Task, Track
-from orchestrator.sandbox.validation import MODEL_NAMES, Rejection, validate
+from orchestrator.sandbox.references import (
+    EXCLUSIVE_KINDS,
+    Source,
+    check_references,
+    make_tracks,
+    stable_hex,
+)
+from orchestrator.sandbox.tasks import Task
+from orchestrator.sandbox.validation import Rejection, validate
 
 SUBMIT_PATHS: dict[str, Kind] = {
     "/api/v1/generate": "generate_music",
@@ -66,8 +71,6 @@ COSTS: dict[str, int] = {
     "vocal_removal": 10,
 }
 #: kinds of which one audio may have only one (live) task: a second one answers 409
-EXCLUSIVE_KINDS: dict[str, str] = {"music_video": "Mp4", "wav": "Wav"}
-SAMPLE_TAGS: tuple[str, ...] = ("pop, upbeat", "ambient, calm", "rock, energetic", "jazz, smooth")
 
 
 @dataclass(frozen=True)
@@ -85,10 +88,6 @@ class Answer:
         return {"code": self.code, "msg": self.msg, "data": self.data}
 
 
-def _stable_hex(*parts: object) -> str:
-    return hashlib.sha256(":".join(str(p) for p in parts).encode()).hexdigest()
-
-
 class Engine:
     """All the sandbox's state. Thread-safe; every method may run on any request thread."""
 
@@ -100,7 +99,7 @@ class Engine:
         self.stopping = threading.Event()
         self._faults = config.faults
         self._lock = threading.RLock()
-        self._signer = UrlSigner(bytes.fromhex(_stable_hex("sandbox-url-secret", config.seed)))
+        self._signer = UrlSigner(bytes.fromhex(stable_hex("sandbox-url-secret", config.seed)))
         self._submit_limit = SlidingWindow(config.rate_limit_count, config.rate_limit_window_s)
         self._poll_limit = SlidingWindow(config.poll_limit_per_s, 1.0)
         host = "127.0.0.1" if config.host in ("", "0.0.0.0", "::") else config.host  # noqa: S104
@@ -275,7 +274,9 @@ class Engine:
         if rejection is not None:
             return self._rejection(rejection, request_faults), None, []
         with self._lock:
-            checked = self._check_references(kind, body, now)
+            checked = check_references(
+                kind, body, now, self._tasks, self._audio_index, self._exclusive
+            )
             if isinstance(checked, Rejection):
                 return self._rejection(checked, request_faults), None, []
             if self.balance(now) < COSTS[kind]:
@@ -293,98 +294,12 @@ class Engine:
     def _rejection(self, rejection: Rejection, request_faults: RequestFaults) -> Answer:
         return self._error(rejection.reason, request_faults, rejection.field)
 
-    def _source(self, body: dict[str, Any]) -> tuple[Task, Track] | None:
-        audio = self._audio_index.get(str(body.get("audioId")))
-        if audio is None:
-            return None
-        task = self._tasks[audio[0]]
-        if "taskId" in body and body["taskId"] != task.task_id:
-            return None
-        return task, task.tracks[audio[1]]
-
-    def _check_references(
-        self, kind: Kind, body: dict[str, Any], now: float
-    ) -> Rejection | _Source:
-        """Look up the taskId/audioId a request names; refuse what the store contradicts."""
-        if kind == "generate_music":
-            return _Source(None, None, None)
-        if "taskId" in body and body["taskId"] not in self._tasks:
-            return Rejection("invalid", "taskId")
-        found = self._source(body)
-        if found is None:
-            return Rejection("invalid", "audioId")
-        task, track = found
-        ready = task.audio_complete(track.audio_id, now)
-        if kind == "replace_section":
-            start, end = float(body["infillStartS"]), float(body["infillEndS"])
-            if not ready:
-                return Rejection("invalid", "audioId")
-            if end > track.duration or end - start > track.duration / 2:
-                return Rejection("invalid", "infillEndS")
-        if kind == "extend":
-            if not ready:
-                return Rejection("invalid", "audioId")
-            continue_at = body.get("continueAt")
-            if body.get("defaultParamFlag") and float(continue_at or 0) >= track.duration:
-                return Rejection("invalid", "continueAt")
-        if kind in EXCLUSIVE_KINDS:
-            existing = self._exclusive.get((kind, track.audio_id))
-            if existing is not None and self._tasks[existing].succeeds:
-                return Rejection("conflict", EXCLUSIVE_KINDS[kind])
-        failure = None
-        if not ready and kind in ("music_video", "vocal_removal"):
-            failure = failure_for_code(kind, 451)
-        elif not ready and kind == "wav":
-            failure = failure_for_code(kind, 400)
-        return _Source(task, track, failure)
-
-    def _tracks(
-        self, kind: Kind, body: dict[str, Any], index: int, draws: TaskDraws, source: _Source
-    ) -> tuple[Track, ...]:
-        if kind not in MUSIC_FAMILY:
-            return ()
-        prompt = str(body.get("prompt") or "")
-        base = source.track
-        if kind == "generate_music" and body.get("customMode"):
-            title, tags = str(body["title"]), str(body["style"])
-        elif kind == "generate_music":
-            words = prompt.split()[:4]
-            title = " ".join(words).title()[:80] or "Untitled"
-            tags = SAMPLE_TAGS[index % len(SAMPLE_TAGS)]
-            prompt = f"[Verse]\n{prompt}"
-        elif kind == "extend":
-            assert base is not None
-            title = str(body.get("title") or base.title)
-            tags = str(body.get("style") or base.tags)
-            prompt = prompt or base.prompt
-        else:
-            assert base is not None
-            title, tags = str(body["title"]), str(body["tags"])
-        model = body.get("model")
-        model_name = MODEL_NAMES.get(str(model), base.model_name if base else "chirp-v4-5")
-        durations = draws.track_durations
-        if kind == "replace_section" and base is not None:
-            durations = (base.duration, base.duration)
-        return tuple(
-            Track(
-                audio_id=str(
-                    uuid.UUID(_stable_hex(self.config.seed, "audio", index, n)[:32], version=4)
-                ),
-                title=title,
-                prompt=prompt,
-                tags=tags,
-                model_name=model_name,
-                duration=durations[n],
-            )
-            for n in range(2)
-        )
-
     def _create_task(
         self,
         kind: Kind,
         path: str,
         body: dict[str, Any],
-        source: _Source,
+        source: Source,
         now: float,
         proof: str | None = None,
     ) -> tuple[Task, list[Delivery]]:
@@ -404,7 +319,7 @@ class Engine:
         if faults.lag > 0:
             task_faults.append("lag")
         task = Task(
-            task_id=_stable_hex(self.config.seed, "task", index)[:32],
+            task_id=stable_hex(self.config.seed, "task", index)[:32],
             index=index,
             kind=kind,
             path=path,
@@ -412,7 +327,7 @@ class Engine:
             submitted_at=now,
             draws=draws,
             plan=plan,
-            tracks=self._tracks(kind, body, index, draws, source),
+            tracks=make_tracks(kind, body, index, draws, source, self.config.seed),
             callback_url=str(body["callBackUrl"]),
             cost=COSTS[kind],
             lag=faults.lag * scale,
@@ -601,12 +516,3 @@ class Engine:
             "artifacts": data["artifacts"],
             "rejected": data["rejected"],
         }
-
-
-@dataclass(frozen=True)
-class _Source:
-    """What a request's taskId/audioId point at, and a failure they force (451 ...)."""
-
-    task: Task | None
-    track: Track | None
-    failure: Failure | None
