@@ -23,7 +23,7 @@ import wave
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
-from typing import Literal
+from typing import Any, Literal
 
 CONTENT_TYPES: dict[str, str] = {
     "mp3": "audio/mpeg",
@@ -210,3 +210,33 @@ def xml_error(status: int, code: str, message: str) -> ArtifactResponse:
     ).encode()
     headers = {"Content-Type": "application/xml", "Content-Length": str(len(body))}
     return ArtifactResponse(status, headers, body)
+
+
+def describe(name: str, task_id: str) -> dict[str, Any]:
+    """What the ledger records of an artifact the first time it is handed out."""
+    data = artifact_bytes(name)
+    return {
+        "bytes": len(data),
+        "sha256": sha256_hex(data),
+        "content_type": content_type(name),
+        "taskId": task_id,
+    }
+
+
+def signed_url(
+    signer: UrlSigner,
+    base_url: str,
+    route: str,
+    name: str,
+    now: float,
+    ttl_s: float,
+    *,
+    expired: bool = False,
+) -> str:
+    """A signed URL for artifact ``name`` on ``route`` (files, cdn, stream), valid for
+    ``ttl_s`` from ``now``, or already expired (the ``expire`` fault)."""
+    ttl_ms = int(ttl_s * 1000)
+    expires_ms = int(now * 1000) - 1000 if expired else int(now * 1000) + ttl_ms
+    segment = name.rsplit(".", 1)[0] if route == "stream" else name
+    path = f"/{route}/{segment}"
+    return f"{base_url}{path}?{signer.query(path, expires_ms)}"

@@ -19,21 +19,20 @@ from orchestrator.sandbox import payloads
 from orchestrator.sandbox.artifacts import (
     ArtifactResponse,
     UrlSigner,
-    artifact_bytes,
-    content_type,
+    describe,
     is_known_extension,
     serve,
-    sha256_hex,
+    signed_url,
     xml_error,
 )
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.delivery import CallbackDelivery, Delivery
 from orchestrator.sandbox.faults import FaultDice, FaultSpec, RequestFaults
 from orchestrator.sandbox.kinds import MUSIC_FAMILY, Kind
-from orchestrator.sandbox.ledger import Ledger, stamp, task_entry
+from orchestrator.sandbox.ledger import Ledger, snapshot, stamp
 from orchestrator.sandbox.lifecycle import TaskDraws, build_plan
 from orchestrator.sandbox.markers import Failure, failure_for_code, failure_from_markers
-from orchestrator.sandbox.payloads import Channel, Route, iso
+from orchestrator.sandbox.payloads import Channel, Route
 from orchestrator.sandbox.profiles import Reason
 from orchestrator.sandbox.ratelimit import SlidingWindow
 from orchestrator.sandbox.references import (
@@ -446,22 +445,12 @@ class Engine:
             key = f"{route}:{name}"
             expired = key not in task.handed_out and self.dice.roll("expire", self._faults.expire)
             task.handed_out.add(key)
-        ttl_ms = int(self.config.effective_url_ttl_s * 1000)
-        expires_ms = int(now * 1000) - 1000 if expired else int(now * 1000) + ttl_ms
-        segment = name.rsplit(".", 1)[0] if route == "stream" else name
-        path = f"/{route}/{segment}"
         info = self._artifact_info.get(name)
         if info is None:
-            data = artifact_bytes(name)
-            info = {
-                "bytes": len(data),
-                "sha256": sha256_hex(data),
-                "content_type": content_type(name),
-                "taskId": task.task_id,
-            }
-            self._artifact_info[name] = info
+            info = self._artifact_info[name] = describe(name, task.task_id)
         self.ledger.artifact(name, info, expired=expired)
-        return f"{self.base_url}{path}?{self._signer.query(path, expires_ms)}"
+        ttl_s = self.config.effective_url_ttl_s
+        return signed_url(self._signer, self.base_url, route, name, now, ttl_s, expired=expired)
 
     def artifact(
         self,
@@ -490,29 +479,20 @@ class Engine:
     # -- ledger ---------------------------------------------------------------------------
     def ledger_snapshot(self) -> dict[str, Any]:
         now = self.clock()
-        data = self.ledger.snapshot()
         with self._lock:
-            tasks = {
-                task.task_id: task_entry(task, now, self.ledger) for task in self._tasks.values()
-            }
+            tasks = list(self._tasks.values())
             balance = self._credit_start - self._spent + self._refunded(now)
-        return {
-            "now": now,
-            "now_iso": iso(now),
-            "config": {
-                "profile": self.profile.name,
-                "time_scale": self.config.time_scale,
-                "seed": self.config.seed,
-                "faults": self._faults.to_spec(),
-                "url_ttl_s": self.config.effective_url_ttl_s,
-                "signed_callbacks": self.config.hmac_key is not None,
-            },
-            "credits": {"start": self.config.credits, "balance": balance},
-            "submits": data["submits"],
-            "polls": data["polls"],
-            "poll_log": data["poll_log"],
-            "callbacks": data["callbacks"],
-            "tasks": tasks,
-            "artifacts": data["artifacts"],
-            "rejected": data["rejected"],
-        }
+            return snapshot(
+                self.ledger,
+                tasks,
+                now,
+                config={
+                    "profile": self.profile.name,
+                    "time_scale": self.config.time_scale,
+                    "seed": self.config.seed,
+                    "faults": self._faults.to_spec(),
+                    "url_ttl_s": self.config.effective_url_ttl_s,
+                    "signed_callbacks": self.config.hmac_key is not None,
+                },
+                credits={"start": self.config.credits, "balance": balance},
+            )

@@ -185,3 +185,28 @@ def task_entry(task: Task, now: float, ledger: Ledger) -> dict[str, Any]:
         "source_task_id": task.source_task_id,
         "source_audio_id": task.source_audio_id,
     }
+
+
+def snapshot(
+    ledger: Ledger,
+    tasks: list[Task],
+    now: float,
+    *,
+    config: dict[str, Any],
+    credits: dict[str, int],
+) -> dict[str, Any]:
+    """``GET /_sandbox/ledger``: everything the upstream saw, and every task's story."""
+    data = ledger.snapshot()
+    return {
+        "now": now,
+        "now_iso": iso(now),
+        "config": config,
+        "credits": credits,
+        "submits": data["submits"],
+        "polls": data["polls"],
+        "poll_log": data["poll_log"],
+        "callbacks": data["callbacks"],
+        "tasks": {task.task_id: task_entry(task, now, ledger) for task in tasks},
+        "artifacts": data["artifacts"],
+        "rejected": data["rejected"],
+    }
