@@ -78,11 +78,10 @@ class Submitter:
         return sent
 
     def submit_one(self, job: Job) -> int:
-        if not self.breaker.allow():
-            self.store.release(job.id, self.owner)
-            return 0
         wait = self.limiter.try_acquire()
-        if wait > 0:
+        # the breaker's permit last: a half-open probe taken and then not sent would keep the
+        # circuit open for another cooldown
+        if wait > 0 or not self.breaker.allow():
             self.store.release(job.id, self.owner)
             return 0
         token, token_hash = new_token()
