@@ -300,3 +300,31 @@ def test_a_half_open_breaker_lets_exactly_one_poll_through(make_rig: Any) -> Non
     assert claimed == 1 and Counting.calls == 1
     assert len(rig.store.claim(POLL, "other", rig.clock(), 60, 10)) == len(jobs) - 1
     assert rig.store.claim(SUBMIT, "other", rig.clock(), 60, 10) == []
+
+
+# --- case 5: params JSON cannot hold are refused over HTTP too -------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"kind": "generate_music", "key": "n1", "params": {"customMode": false, '
+        b'"instrumental": true, "model": "V4_5", "prompt": "p", "weight": NaN}}',
+        b'{"kind": "generate_music", "key": "n2", "params": {"customMode": false, '
+        b'"instrumental": true, "model": "V4_5", "prompt": "p", "weight": -Infinity}}',
+    ],
+    ids=["nan", "infinity"],
+)
+def test_the_job_api_refuses_params_json_cannot_hold_and_records_nothing(
+    make_rig: Any, body: bytes
+) -> None:
+    rig = make_rig()
+    response = rig.client.post(
+        "/api/jobs",
+        data=body,
+        content_type="application/json",
+        environ_base={"REMOTE_ADDR": "127.0.0.1"},
+    )
+    assert response.status_code == 400
+    assert "JSON" in response.get_json()["msg"]
+    assert rig.store.list_jobs() == []
