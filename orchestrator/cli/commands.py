@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 
 from orchestrator.api import Orchestrator
 from orchestrator.cli import render
 from orchestrator.cli.params import params_from
 from orchestrator.config import load_settings
+from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.domain import Job
 from orchestrator.jsonvalues import dumps_strict
 from orchestrator.observations import Resolution
@@ -20,12 +22,19 @@ def _client(args: argparse.Namespace) -> Orchestrator:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.daemon.runner import Daemon
-    from orchestrator.logs import configure
+    # main() routed SIGTERM/SIGINT to this event before any heavy import: a signal during
+    # start-up is a clean stop, never Python's default death (docs/durability.md)
+    stop: threading.Event = getattr(args, "stop_event", None) or threading.Event()
+    restore = getattr(args, "restore_signals", None) or stop_on_signals(stop)
+    try:
+        from orchestrator.daemon.runner import Daemon
+        from orchestrator.logs import configure
 
-    settings = load_settings(args.config)
-    configure(settings.logging.level, settings.logging.format)
-    return Daemon(settings).run_forever()
+        settings = load_settings(args.config)
+        configure(settings.logging.level, settings.logging.format)
+        return Daemon(settings, stop_event=stop).run_forever()
+    finally:
+        restore()
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

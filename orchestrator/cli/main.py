@@ -97,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "run":
+        # before any heavy import: a SIGTERM from here on is a clean stop, not a death
+        import threading
+
+        from orchestrator.daemon.signals import stop_on_signals
+
+        args.stop_event = threading.Event()
+        args.restore_signals = stop_on_signals(args.stop_event)
     from orchestrator.logs import configure
 
     configure("warning", "json")  # `run` reconfigures from the settings; stdout stays clean

@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -30,6 +28,7 @@ from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.downloader import Downloader
 from orchestrator.daemon.poller import Poller
 from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
+from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.daemon.submitter import Submitter
 from orchestrator.daemon.sweeper import Sweeper
 from orchestrator.domain import Job
@@ -79,11 +78,13 @@ class Daemon:
         *,
         store: Store | None = None,
         clock: Callable[[], datetime] = utcnow,
+        stop_event: threading.Event | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
-        self.stop_event = threading.Event()
+        #: set by a stop request; may be set before the daemon even starts (SIGTERM early)
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
         self._store = store
         self._scheduler: Any = None
         self._server: BackgroundServer | None = None
@@ -320,21 +321,21 @@ class Daemon:
         log.info("daemon_stopped", owner=self.owner, released_leases=released)
 
     def run_forever(self) -> int:
-        """`orchestrator run`: until SIGTERM or SIGINT."""
-
-        def _signal(signum: int, _frame: FrameType | None) -> None:
-            log.info("shutdown_requested", signal=signal.Signals(signum).name)
-            self.stop_event.set()
-
-        previous = {sig: signal.signal(sig, _signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        """`orchestrator run`: until SIGTERM or SIGINT (also one that came during start-up)."""
+        restore = stop_on_signals(self.stop_event)
         try:
+            if self.stop_event.is_set():
+                log.info("stopped_before_start")
+                return 0
             self.start()
             while not self.stop_event.wait(1.0):
                 pass
-        finally:
             self.stop()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            restore()
         return 0
 
 

@@ -186,3 +186,26 @@ def test_sigterm_stops_cleanly_and_config_jobs_are_idempotent(
     assert proc.wait(20) == 0
     assert len(deployment.jobs()) == 1
     assert len(sandbox.ledger()["submits"]) == 1
+
+
+@pytest.mark.parametrize("after_s", [0.3, 0.8, 1.5])
+def test_a_sigterm_during_start_up_is_a_clean_stop(deploy: Any, after_s: float) -> None:
+    """Supervisors send SIGTERM whenever they like, also while the daemon is still importing
+    its modules or opening the database: never Python's default death (exit -15)."""
+    import subprocess
+    import sys
+    import time
+
+    deployment: Deployment = deploy("http://127.0.0.1:9")
+    log = (deployment.dir / f"early-{after_s}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "--config", str(deployment.config), "run"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=deployment.env(),
+        cwd=deployment.dir,
+    )
+    log.close()
+    time.sleep(after_s)  # lands in start-up: imports, settings, the store, the scheduler
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, (deployment.dir / f"early-{after_s}.log").read_text()
