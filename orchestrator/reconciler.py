@@ -83,21 +83,13 @@ class Reconciler:
         """
         current = job
         for _ in range(MAX_RACES):
-            with _deterministic_failures(current, observation):
-                transition, changes, event = self._fold(current, observation, now, raw, note)
-                faultpoints.reach(f"transition.{observation.name}")
-                try:
-                    stored = self.store.apply(
-                        current,
-                        changes,
-                        event,
-                        now,
-                        token_hash=transition.token_hash if transition else None,
-                        release_owner=release_owner,
-                    )
-                except StaleJob:
-                    current = self.store.get_job(current.id)
-                    continue
+            try:
+                transition, stored = self._step(
+                    self.store.apply, current, observation, now, raw, note, release_owner
+                )
+            except StaleJob:
+                current = self.store.get_job(current.id)
+                continue
             outcome = Outcome(stored, transition, current.state)
             self._report(outcome, observation)
             return outcome
@@ -115,22 +107,18 @@ class Reconciler:
             for item in items:
                 for _ in range(MAX_RACES):
                     current = unit.get_job(item.job_id)
-                    with _deterministic_failures(current, item.observation):
-                        transition, changes, event = self._fold(
-                            current, item.observation, item.now, item.raw, ""
+                    try:
+                        transition, stored = self._step(
+                            unit.apply,
+                            current,
+                            item.observation,
+                            item.now,
+                            item.raw,
+                            "",
+                            item.release_owner,
                         )
-                        faultpoints.reach(f"transition.{item.observation.name}")
-                        try:
-                            stored = unit.apply(
-                                current,
-                                changes,
-                                event,
-                                item.now,
-                                token_hash=transition.token_hash if transition else None,
-                                release_owner=item.release_owner,
-                            )
-                        except StaleJob:  # PostgreSQL: another node won the row; read again
-                            continue
+                    except StaleJob:  # PostgreSQL: another node won the row; read again
+                        continue
                     outcomes.append(Outcome(stored, transition, current.state))
                     break
                 else:
@@ -138,6 +126,31 @@ class Reconciler:
         for outcome, item in zip(outcomes, items, strict=True):
             self._report(outcome, item.observation)
         return outcomes
+
+    def _step(
+        self,
+        apply: Callable[..., Job],
+        current: Job,
+        observation: Observation,
+        now: datetime,
+        raw: Any,
+        note: str,
+        release_owner: str | None,
+    ) -> tuple[Transition | None, Job]:
+        """Decide and write one observation with ``apply`` (the store's or a unit's);
+        :class:`StaleJob` when the compare-and-set lost, for the caller to read again."""
+        with _deterministic_failures(current, observation):
+            transition, changes, event = self._fold(current, observation, now, raw, note)
+            faultpoints.reach(f"transition.{observation.name}")
+            stored = apply(
+                current,
+                changes,
+                event,
+                now,
+                token_hash=transition.token_hash if transition else None,
+                release_owner=release_owner,
+            )
+        return transition, stored
 
     def _fold(
         self, current: Job, observation: Observation, now: datetime, raw: Any, note: str
