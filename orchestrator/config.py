@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator.durations import KEPT_PER_GROUP
 from orchestrator.exceptions import ConfigError
 from orchestrator.logs import LogFormat
 from orchestrator.machine import Policy, UncertainPolicy
 from orchestrator.networks import is_loopback, parse_networks
 from orchestrator.providers.profiles import ProfileName
+from orchestrator.schedule import Adaptive, PollStrategy
 
 DEFAULT_CONFIG_NAME = "config.toml"
 SANDBOX_KEY = "sandbox-key"
@@ -60,6 +62,9 @@ class ProviderSettings:
 @dataclass(frozen=True)
 class PollingSettings:
     interval_s: float = 30.0
+    #: adaptive: polls placed from learned durations (within the fixed interval's budget);
+    #: fixed: every interval_s
+    strategy: PollStrategy = PollStrategy.ADAPTIVE
     jitter: float = 0.1
     deadline_s: float = 1800.0
     #: the scheduler's tick: how often due work is looked for (callbacks wake it at once)
@@ -72,6 +77,23 @@ class PollingSettings:
     backoff_max_s: float = 600.0
     late_poll_interval_s: float = 300.0
     late_window_s: float = 86400.0
+    #: adaptive strategy (orchestrator.schedule): never two polls of a job closer than this
+    min_gap_s: float = 2.0
+    #: learned jobs of a kind needed before its schedule leaves the fixed interval
+    min_samples: int = 5
+    #: the share of learned jobs the last budgeted poll (and the safety net) waits for
+    quantile: float = 0.95
+    #: after a progress callback: poll this long after the terminal callback was due
+    safety_margin_s: float = 5.0
+    #: confirmation polls of a terminal callback: confirm_delay_s, growing by this factor,
+    #: gaps at most confirm_max_gap_s, for up to confirm_window_s
+    confirm_growth: float = 1.5
+    confirm_max_gap_s: float = 3.0
+    confirm_window_s: float = 60.0
+    #: completed jobs remembered per kind and model, and how fast old ones fade (a sample's
+    #: weight halves with every half_life newer ones)
+    history: int = 200
+    half_life: float = 50.0
 
 
 @dataclass(frozen=True)
@@ -181,6 +203,16 @@ class Settings:
             late_window_s=p.late_window_s,
             uncertain_policy=s.uncertain_policy,
             uncertain_grace_s=s.uncertain_grace_s,
+            adaptive=Adaptive(
+                strategy=p.strategy,
+                min_gap_s=p.min_gap_s,
+                min_samples=p.min_samples,
+                quantile=p.quantile,
+                safety_margin_s=p.safety_margin_s,
+                confirm_growth=p.confirm_growth,
+                confirm_max_gap_s=p.confirm_max_gap_s,
+                confirm_window_s=p.confirm_window_s,
+            ),
         )
 
     def api_key(self) -> str:
@@ -388,6 +420,7 @@ def _validate(s: Settings, where: str) -> None:
             raise ConfigError(f"{where} {name}: must be greater than 0")
     if not 0 <= s.polling.jitter < 1:
         raise ConfigError(f"{where} [polling] jitter: must be in [0, 1)")
+    _validate_adaptive(s.polling, where)
     for name, count in (
         ("[polling] concurrency", s.polling.concurrency),
         ("[downloads] concurrency", s.downloads.concurrency),
@@ -402,6 +435,32 @@ def _validate(s: Settings, where: str) -> None:
         raise ConfigError(f"{where} [downloads] allowed_networks: {exc}") from exc
     if not s.storage.url.startswith(("sqlite:", "postgresql")):
         raise ConfigError(f"{where} [storage] url: must be a sqlite:/// or postgresql URL")
+
+
+def _validate_adaptive(p: PollingSettings, where: str) -> None:
+    for name, value in (
+        ("min_gap_s", p.min_gap_s),
+        ("confirm_delay_s", p.confirm_delay_s),
+        ("confirm_max_gap_s", p.confirm_max_gap_s),
+        ("half_life", p.half_life),
+        ("callback_poll_factor", p.callback_poll_factor),
+    ):
+        if not value > 0:
+            raise ConfigError(f"{where} [polling] {name}: must be greater than 0")
+    for name, value in (
+        ("safety_margin_s", p.safety_margin_s),
+        ("confirm_window_s", p.confirm_window_s),
+    ):
+        if value < 0:
+            raise ConfigError(f"{where} [polling] {name}: must be 0 or more")
+    if not 0 < p.quantile <= 1:
+        raise ConfigError(f"{where} [polling] quantile: must be in (0, 1]")
+    if p.confirm_growth < 1:
+        raise ConfigError(f"{where} [polling] confirm_growth: must be at least 1")
+    if p.min_samples < 1:
+        raise ConfigError(f"{where} [polling] min_samples: must be at least 1")
+    if not 1 <= p.history <= KEPT_PER_GROUP:
+        raise ConfigError(f"{where} [polling] history: must be between 1 and {KEPT_PER_GROUP}")
 
 
 def _validate_callback_auth(c: CallbackSettings, where: str) -> None:

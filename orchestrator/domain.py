@@ -90,6 +90,12 @@ class Job:
     upstream_status: str | None = None
     #: when the job entered its current state
     state_since: datetime | None = None
+    #: when the current attempt's submit was accepted (durations are measured from here)
+    accepted_at: datetime | None = None
+    #: what the current attempt was seen doing (orchestrator.schedule.Timeline as JSON)
+    timeline: JSON | None = None
+    #: why the next poll is when it is (the schedule's explanation, for `show`)
+    poll_note: str | None = None
 
     def artifact(self, name: str) -> Artifact | None:
         for artifact in self.artifacts:
@@ -128,6 +134,7 @@ class Job:
             "updated_at": isoformat(self.updated_at),
             "finished_at": isoformat(self.finished_at),
             "next_poll_at": isoformat(self.next_poll_at),
+            "next_poll_reason": self.poll_note if self.next_poll_at is not None else None,
             "deadline_at": isoformat(self.deadline_at),
             "upstream_status": self.upstream_status,
         }

@@ -20,7 +20,9 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from orchestrator import schedule
 from orchestrator.domain import Artifact, ArtifactState, Job, JobError
+from orchestrator.durations import DurationSample, model_of
 from orchestrator.kinds import artifacts_for
 from orchestrator.observations import (
     STATUS_RANK,
@@ -45,6 +47,7 @@ from orchestrator.observations import (
     UpstreamReport,
     UpstreamStatus,
 )
+from orchestrator.schedule import Adaptive, Timeline
 from orchestrator.states import POLLABLE, TERMINAL, JobState, is_allowed
 
 S = JobState
@@ -92,6 +95,8 @@ class Policy:
     #: what an `uncertain` job becomes after its grace period: hold | resubmit | fail
     uncertain_policy: UncertainPolicy = UncertainPolicy.HOLD
     uncertain_grace_s: float = 900.0
+    #: how polls are spaced: fixed or adaptive, its knobs and the learned durations
+    adaptive: Adaptive = field(default_factory=Adaptive)
 
 
 @dataclass(frozen=True)
@@ -109,6 +114,8 @@ class Transition:
     token_hash: str | None = None
     #: poll this job now (a callback claimed progress, a URL expired)
     wake_poller: bool = False
+    #: a success's durations, for the learned history (written in the same transaction)
+    learned: DurationSample | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "changes", MappingProxyType(dict(self.changes)))
@@ -122,6 +129,8 @@ class Transition:
         """Every field this transition sets on ``job``: its changes, the state, and when (the
         reconciler hands exactly these to the store)."""
         changes = {**self.changes, "state": self.to_state, "updated_at": now}
+        if "next_poll_at" in changes and "poll_note" not in changes:
+            changes["poll_note"] = self.note if changes["next_poll_at"] is not None else None
         if self.to_state != job.state:
             changes["state_since"] = now
         return changes
@@ -168,6 +177,41 @@ def _after(now: datetime, seconds: float) -> datetime:
 def _next_poll(job: Job, now: datetime, policy: Policy) -> datetime:
     factor = jitter_factor(job.key, job.polls, policy.poll_jitter)
     return _after(now, policy.poll_interval_s * factor)
+
+
+def _elapsed(job: Job, now: datetime) -> float:
+    """Seconds since the current attempt's submit was accepted (0 before)."""
+    if job.accepted_at is None:
+        return 0.0
+    return max(0.0, (now - job.accepted_at).total_seconds())
+
+
+def _timeline(job: Job) -> Timeline:
+    return Timeline.from_json(job.timeline)
+
+
+def _planned(
+    job: Job, timeline: Timeline, elapsed: float, now: datetime, policy: Policy, polls: int
+) -> dict[str, Any]:
+    """The next regular poll (fixed or adaptive, :mod:`orchestrator.schedule`) and why."""
+    plan = schedule.next_poll(
+        job.kind,
+        model_of(job.params),
+        timeline,
+        elapsed,
+        polls,
+        policy.poll_interval_s,
+        policy.adaptive,
+    )
+    if plan.delay_s is None:
+        return {"next_poll_at": _next_poll(job, now, policy), "poll_note": plan.note}
+    # the same per-job jitter as the fixed interval: jobs never poll in lockstep, and
+    # slightly different poll times make the learned brackets sharper
+    delay = plan.delay_s * jitter_factor(job.key, job.polls, policy.poll_jitter)
+    return {
+        "next_poll_at": _after(now, max(policy.adaptive.min_gap_s, delay)),
+        "poll_note": plan.note,
+    }
 
 
 def _status_rank(value: str | None) -> int:
@@ -256,15 +300,21 @@ def _submit_started(job: Job, obs: Observation, now: datetime, policy: Policy) -
 
 
 def _accepted_changes(job: Job, task_id: str, now: datetime, policy: Policy) -> dict[str, Any]:
-    # A callback that arrived before the submit answer left a hint: poll at once.
-    first_poll = now if job.hint else _next_poll(job, now, policy)
-    return {
+    timeline = Timeline.start(job.polls)
+    changes = {
         "task_id": task_id,
-        "next_poll_at": first_poll,
         "deadline_at": _after(now, policy.deadline_s),
         "error": None,
         "not_before": None,
+        "accepted_at": now,
+        "timeline": timeline.to_json(),
     }
+    if job.hint:
+        # A callback that arrived before the submit answer left a hint: poll at once.
+        changes.update(next_poll_at=now, poll_note="an early callback is waiting for its poll")
+    else:
+        changes.update(_planned(job, timeline, 0.0, now, policy, job.polls))
+    return changes
 
 
 def _sent_and_waiting(job: Job) -> bool:
@@ -278,7 +328,7 @@ def _proved_accepted(job: Job, task_id: str, now: datetime, policy: Policy, why:
     """The current attempt is proven accepted (by its token or its answer): track its task now,
     call off any scheduled resubmit, and poll at once."""
     changes = _accepted_changes(job, task_id, now, policy)
-    changes["next_poll_at"] = now
+    changes.update(next_poll_at=now, poll_note=why)
     return Transition(S.PENDING, changes, why, wake_poller=True)
 
 
@@ -375,6 +425,10 @@ def _report_transition(
     base: dict[str, Any] = {} if stale else {"upstream_status": report.status.value}
     if job.hint and confirmed >= hint_rank:
         base.update(hint=None, hint_polls=0)
+    elapsed = _elapsed(job, now)
+    timeline = _timeline(job).seen(report.status, elapsed, exact=via == "callback")
+    if job.accepted_at is not None:
+        base["timeline"] = timeline.to_json()
 
     if report.status == UpstreamStatus.FAILED:
         if job.state == S.SUCCEEDED:
@@ -408,6 +462,7 @@ def _report_transition(
                     "finished_at": None,
                 },
                 f"upstream confirmed success ({via})",
+                learned=_sample(job, timeline, now),
             )
         # SUCCESS without the URLs we need: treat as progress and keep polling
 
@@ -422,15 +477,41 @@ def _report_transition(
     if job.state == S.TIMED_OUT:
         late = _after(now, policy.late_poll_interval_s)
         changes["next_poll_at"] = late if late < _late_end(job, now, policy) else None
-    elif job.hint and confirmed < hint_rank and job.hint_polls < 1:
-        changes["next_poll_at"] = _after(now, policy.confirm_delay_s)
+    elif job.hint and confirmed < hint_rank and (gap := _confirm_gap(job, policy)) is not None:
+        # a callback claimed more than this poll shows (record-info lags): look again soon
+        changes["next_poll_at"] = _after(now, gap)
         changes["hint_polls"] = job.hint_polls + 1
+        changes["poll_note"] = (
+            f"confirming a {job.hint} callback (record-info lags):"
+            f" confirmation poll {job.hint_polls + 1} in {gap:.1f} s"
+        )
     else:
         if job.hint and confirmed < hint_rank:
-            changes.update(hint=None, hint_polls=0)  # unconfirmed: back to the normal pace
-        changes["next_poll_at"] = _next_poll(job, now, policy)
+            # unconfirmed: back to the normal pace, and forget what only the callback claimed
+            changes.update(hint=None, hint_polls=0)
+            timeline = timeline.up_to(max(confirmed, _status_rank(job.upstream_status)))
+            if job.accepted_at is not None:
+                changes["timeline"] = timeline.to_json()
+        polls = job.polls + 1 if via == "poll" else job.polls
+        changes.update(_planned(job, timeline, elapsed, now, policy, polls))
     note = "progress" if to_state != job.state else "no change upstream"
     return Transition(to_state, changes, note)
+
+
+def _confirm_gap(job: Job, policy: Policy) -> float | None:
+    """The gap before the next confirmation poll of the job's hint, None when it is over: a
+    terminal claim gets a short growing schedule (:func:`schedule.confirm_delay`), a
+    progress claim one look."""
+    if job.hint in (UpstreamStatus.SUCCESS.value, UpstreamStatus.FAILED.value):
+        return schedule.confirm_delay(job.hint_polls, policy.confirm_delay_s, policy.adaptive)
+    return policy.confirm_delay_s if job.hint_polls < 1 else None
+
+
+def _sample(job: Job, timeline: Timeline, now: datetime) -> DurationSample | None:
+    """What a success teaches the schedule (None: no accepted submit to measure from)."""
+    if job.accepted_at is None:
+        return None
+    return timeline.sample(job.kind, model_of(job.params), now)
 
 
 def _refresh_urls(
@@ -561,19 +642,38 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
         # Progress: callbacks are flowing for this job, so the outcome will be announced too.
         # Keep only a slow safety-net poll instead of polling on every stage (each stage can
         # push it once, so a forged callback delays polling by a bounded amount).
-        safety = _after(now, policy.poll_interval_s * policy.callback_poll_factor)
+        # The learned durations say when the terminal callback should have come by.
+        elapsed = _elapsed(job, now)
+        timeline = _timeline(job).seen(report.status, elapsed, exact=True)
+        learned = schedule.safety_net(
+            job.kind, model_of(job.params), timeline, elapsed, policy.adaptive
+        )
+        if learned is not None and learned.delay_s is not None:
+            safety, why = _after(now, learned.delay_s), learned.note
+        else:
+            safety = _after(now, policy.poll_interval_s * policy.callback_poll_factor)
+            safety = max(job.next_poll_at or safety, safety)
+            why = f"safety net: {policy.callback_poll_factor:g} intervals (callbacks alive)"
+        changes = {
+            "hint": report.status.value,
+            "hint_polls": 0,
+            "next_poll_at": safety,
+            "poll_note": why,
+        }
+        if job.accepted_at is not None:
+            changes["timeline"] = timeline.to_json()
         return Transition(
             job.state,
-            {
-                "hint": report.status.value,
-                "hint_polls": 0,
-                "next_poll_at": max(job.next_poll_at or safety, safety),
-            },
+            changes,
             f"callback claims {report.status.value}: callbacks alive, safety-net poll later",
         )
+    changes = {"hint": report.status.value, "hint_polls": 0, "next_poll_at": now}
+    if job.accepted_at is not None:
+        timeline = _timeline(job).seen(report.status, _elapsed(job, now), exact=True)
+        changes["timeline"] = timeline.to_json()
     return Transition(
         job.state,
-        {"hint": report.status.value, "hint_polls": 0, "next_poll_at": now},
+        changes,
         f"callback claims {report.status.value}: poll now",
         wake_poller=True,
     )
@@ -726,6 +826,8 @@ def _retry(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transit
             "hint_polls": 0,
             "poll_failures": 0,
             "upstream_status": None,
+            "accepted_at": None,
+            "timeline": None,
         },
         "retry: a new attempt",
     )

@@ -149,6 +149,7 @@ class Reconciler:
                 now,
                 token_hash=transition.token_hash if transition else None,
                 release_owner=release_owner,
+                sample=transition.learned if transition else None,
             )
         return transition, stored
 

@@ -102,6 +102,7 @@ def show(detail: JobDetail) -> None:
         ("upstream", job.upstream_status or "-"),
         ("params", _short(job.params)),
         ("next poll", isoformat(job.next_poll_at) or "-"),
+        ("because", (job.poll_note or "-") if job.next_poll_at else "-"),
         ("deadline", isoformat(job.deadline_at) or "-"),
         (
             "counts",

@@ -26,6 +26,7 @@ from orchestrator.clock import utcnow
 from orchestrator.config import Settings, parse_listen
 from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.downloader import Downloader
+from orchestrator.daemon.learner import Learner
 from orchestrator.daemon.poller import Poller
 from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
 from orchestrator.daemon.signals import stop_on_signals
@@ -69,6 +70,11 @@ class Parts:
     poller: Poller
     downloader: Downloader
     sweeper: Sweeper
+    learner: Learner
+
+
+#: how often the learned durations are re-read (sooner with a shorter poll interval)
+LEARN_EVERY_S = 5.0
 
 
 class Daemon:
@@ -198,7 +204,12 @@ class Daemon:
             reconciler=reconciler,
             clock=self.clock,
         )
-        return Parts(store, provider, reconciler, service, submitter, poller, downloader, sweeper)
+        learner = Learner(
+            store, reconciler, history=s.polling.history, half_life=s.polling.half_life
+        )
+        return Parts(
+            store, provider, reconciler, service, submitter, poller, downloader, sweeper, learner
+        )
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -248,6 +259,7 @@ class Daemon:
             ("poller", parts.poller.tick, tick),
             ("downloader", parts.downloader.tick, tick),
             ("sweeper", parts.sweeper.tick, max(tick, 1.0)),
+            ("learner", parts.learner.tick, min(LEARN_EVERY_S, s.polling.interval_s)),
         ):
             scheduler.add_job(
                 _guarded(name, fn),
@@ -353,7 +365,7 @@ def api_token(variable: str) -> str | None:
     return token
 
 
-def _guarded(name: str, fn: Callable[[], int]) -> Callable[[], None]:
+def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
     def run() -> None:
         try:
             fn()

@@ -10,6 +10,7 @@ import threading
 from types import FrameType
 
 from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.durations import parse_durations
 from orchestrator.sandbox.faults import parse_faults
 from orchestrator.sandbox.profiles import PROFILES
 
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="e.g. drop=0.3,duplicate=0.2,early=0.1,lag=2 (see docs/sandbox.md)",
     )
+    parser.add_argument(
+        "--durations",
+        default="uniform",
+        help="task durations: uniform (default), lognormal, or lognormal:first=40/0.2,gap=20/0.35"
+        " (see docs/sandbox.md)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
     parser.add_argument(
         "--hmac-key", default=None, help="kie profile: sign callbacks with this key"
@@ -59,6 +66,7 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         profile=args.profile,
         time_scale=args.time_scale,
         faults=parse_faults(args.faults or ""),
+        durations=parse_durations(args.durations or "uniform"),
         seed=args.seed,
         hmac_key=args.hmac_key,
         url_ttl_s=args.url_ttl,
@@ -95,7 +103,8 @@ def run(args: argparse.Namespace) -> int:
         faults = config.faults.to_spec() or "none"
         print(
             f"sandbox listening on {server.url} (profile {config.profile}, "
-            f"time-scale {config.time_scale:g}, faults {faults}, seed {config.seed})",
+            f"time-scale {config.time_scale:g}, durations {config.durations.to_spec()}, "
+            f"faults {faults}, seed {config.seed})",
             file=sys.stderr,
             flush=True,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from orchestrator.sandbox.durations import Durations
 from orchestrator.sandbox.faults import FaultSpec
 from orchestrator.sandbox.profiles import Profile, get_profile
 
@@ -25,6 +26,9 @@ class SandboxConfig:
     time_scale: float = 1.0
     #: faults on demand
     faults: FaultSpec = field(default_factory=FaultSpec)
+    #: how long tasks take: ``uniform`` (60-180 s songs) or ``lognormal`` (clustered, with a
+    #: slow tail; FIRST_SUCCESS close to done), see :mod:`orchestrator.sandbox.durations`
+    durations: Durations = field(default_factory=Durations)
     #: seeds task ids, durations and every fault draw
     seed: int = 0
     #: kie only: sign callbacks (X-Webhook-Timestamp / X-Webhook-Signature) with this key

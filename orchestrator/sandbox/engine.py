@@ -313,7 +313,7 @@ class Engine:
             code = (501 if draws.fail_code < 0.5 else 531) if kind in MUSIC_FAMILY else 500
             failure = failure_for_code(kind, code)
             task_faults.append("fail")
-        plan = build_plan(kind, draws, failure, faults, scale, proof)
+        plan = build_plan(kind, draws, failure, faults, scale, proof, self.config.durations)
         task_faults.extend(plan.faults)
         if faults.lag > 0:
             task_faults.append("lag")

@@ -2,7 +2,8 @@
 
 A task's whole life is decided at submit time from its seeded draws: nothing ticks. The
 status record-info shows at time ``t`` is the last stage whose offset (plus ``lag``) has
-passed; the delivery thread sends each stage's callback at its offset. Unscaled durations:
+passed; the delivery thread sends each stage's callback at its offset. Unscaled durations (the
+``uniform`` model; :mod:`orchestrator.sandbox.durations` has the ``lognormal`` one):
 
 - generate / extend / replace section: TEXT_SUCCESS 5-10 s, FIRST_SUCCESS 30-40 s,
   SUCCESS 60-180 s; a generation failure comes 20-60 s in, after TEXT_SUCCESS; a
@@ -21,6 +22,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from orchestrator.sandbox.durations import Durations, unit
 from orchestrator.sandbox.kinds import MUSIC_FAMILY, Kind
 
 if TYPE_CHECKING:
@@ -125,20 +127,29 @@ class Plan:
         return self.stages[-1]
 
 
-def _stages(kind: Kind, draws: TaskDraws, failure: Failure | None) -> list[Stage]:
+def _stages(
+    kind: Kind, draws: TaskDraws, failure: Failure | None, durations: Durations
+) -> list[Stage]:
     progress = kind in PROGRESS_CALLBACKS
+    text_at, first_at, complete_at = draws.text_at, draws.first_at, draws.complete_at
+    single_at = 40.0 + 80.0 * draws.fail_at
+    if durations.model == "lognormal":
+        text_at = durations.lognormal("text", unit(draws.text_at, 5.0, 10.0))
+        first_at = max(durations.lognormal("first", unit(draws.first_at, 30.0, 40.0)), text_at + 1)
+        complete_at = first_at + durations.lognormal("gap", unit(draws.complete_at, 60.0, 180.0))
+        single_at = durations.lognormal("single", draws.fail_at)
     if kind in MUSIC_FAMILY:
         if failure is not None and failure.immediate:
             return [Stage(failure.status, "error", 1.0 + 2.0 * draws.fail_at, terminal=True)]
-        text = Stage(TEXT_SUCCESS, "text" if progress else None, draws.text_at)
+        text = Stage(TEXT_SUCCESS, "text" if progress else None, text_at)
         if failure is not None:
-            fail_at = max(20.0 + 40.0 * draws.fail_at, draws.text_at + 1.0)
+            fail_at = max(20.0 + 40.0 * draws.fail_at, text_at + 1.0)
             return [text, Stage(failure.status, "error", fail_at, terminal=True)]
-        first = Stage(FIRST_SUCCESS, "first" if progress else None, draws.first_at)
-        complete_at = max(draws.complete_at, draws.first_at + 10.0)
+        first = Stage(FIRST_SUCCESS, "first" if progress else None, first_at)
+        complete_at = max(complete_at, first_at + (10.0 if durations.model == "uniform" else 0.5))
         return [text, first, Stage(SUCCESS, "complete", complete_at, terminal=True)]
     if failure is None:
-        return [Stage(SUCCESS, "complete", 40.0 + 80.0 * draws.fail_at, terminal=True)]
+        return [Stage(SUCCESS, "complete", single_at, terminal=True)]
     if failure.immediate:
         return [Stage(failure.status, "error", 1.0 + 2.0 * draws.fail_at, terminal=True)]
     if failure.code == 451:
@@ -157,6 +168,7 @@ def build_plan(
     faults: FaultSpec,
     time_scale: float,
     proof: str | None = None,
+    durations: Durations | None = None,
 ) -> Plan:
     """The task's stages and callback deliveries, scaled, with the task-level faults applied.
 
@@ -166,7 +178,10 @@ def build_plan(
     answer or :data:`PROOF_AFTER_S` after it.
     """
     used: list[str] = []
-    stages = [replace(s, offset=s.offset * time_scale) for s in _stages(kind, draws, failure)]
+    shape = durations or Durations()
+    stages = [
+        replace(s, offset=s.offset * time_scale) for s in _stages(kind, draws, failure, shape)
+    ]
     with_callback = [i for i, stage in enumerate(stages) if stage.callback is not None]
 
     early_index: int | None = None

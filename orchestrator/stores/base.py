@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from orchestrator.domain import Event, Job, NewEvent, NewJob
+from orchestrator.durations import DurationSample
 from orchestrator.states import JobState
 
 
@@ -63,6 +64,7 @@ class UnitOfWork(Protocol):
         *,
         token_hash: str | None = None,
         release_owner: str | None = None,
+        sample: DurationSample | None = None,
     ) -> Job:
         """As :meth:`Store.apply`, inside this transaction (nothing is durable until it ends)."""
         ...
@@ -113,6 +115,7 @@ class Store(Protocol):
         *,
         token_hash: str | None = None,
         release_owner: str | None = None,
+        sample: DurationSample | None = None,
     ) -> Job:
         """Write ``event`` and, when ``changes`` are given, those fields of the job, in one
         transaction.
@@ -126,6 +129,8 @@ class Store(Protocol):
         ``changes["artifacts"]`` when given (upsert by name). ``token_hash`` (with a
         submit_started transition) is recorded for callback lookup, labelled with the job's
         attempt after the changes. ``release_owner`` clears the lease if that owner holds it.
+        ``sample`` (a success's learned durations) joins the durations history in the same
+        transaction.
         With ``changes=None`` the event is still appended (a duplicate or stale observation;
         its ``to_state`` is None) and the version is still checked and bumped, so an
         observation cannot slip past a concurrent change. Returns the job as stored."""
@@ -165,6 +170,11 @@ class Store(Protocol):
 
     def release_all(self, owner: str) -> int:
         """Give up every lease ``owner`` holds (graceful shutdown). Returns how many."""
+        ...
+
+    def durations(self, limit_per_group: int) -> list[DurationSample]:
+        """The newest ``limit_per_group`` learned samples of each (kind, model), newest
+        first within a group (the store keeps at most :data:`KEPT_PER_GROUP` of each)."""
         ...
 
     def find_by_token(self, token_hash: str) -> TokenOwner | None:

@@ -14,12 +14,13 @@ import json
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.clock import ensure_utc
 from orchestrator.domain import Artifact, ArtifactState, Event, Job, NewEvent, NewJob
+from orchestrator.durations import KEPT_PER_GROUP, DurationSample, newest_per_group
 from orchestrator.exceptions import JobIdNotFound, JobNotFound, StaleJob, StoreError
 from orchestrator.states import POLLABLE, JobState
 from orchestrator.stores.base import (
@@ -64,6 +65,8 @@ class _State:
     leases: dict[int, _Lease]
     next_job_id: int = 1
     next_event_id: int = 1
+    #: learned samples, oldest first
+    durations: list[DurationSample] = field(default_factory=list)
 
     def copy(self) -> _State:
         return _State(
@@ -74,6 +77,7 @@ class _State:
             dict(self.leases),
             self.next_job_id,
             self.next_event_id,
+            list(self.durations),
         )
 
 
@@ -176,11 +180,23 @@ class MemoryStore:
         *,
         token_hash: str | None = None,
         release_owner: str | None = None,
+        sample: DurationSample | None = None,
     ) -> Job:
         with self.unit_of_work() as unit:
             return unit.apply(
-                job, changes, event, now, token_hash=token_hash, release_owner=release_owner
+                job,
+                changes,
+                event,
+                now,
+                token_hash=token_hash,
+                release_owner=release_owner,
+                sample=sample,
             )
+
+    def durations(self, limit_per_group: int) -> list[DurationSample]:
+        with self._lock:
+            newest = list(reversed(self._state.durations))
+        return newest_per_group(newest, limit_per_group)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
@@ -202,6 +218,7 @@ class MemoryStore:
         *,
         token_hash: str | None,
         release_owner: str | None,
+        sample: DurationSample | None = None,
     ) -> Job:
         now = ensure_utc(now)
         current = self._get(state, job.id)
@@ -227,6 +244,11 @@ class MemoryStore:
         )
         if token_hash is not None:
             state.tokens[token_hash] = (job.id, (updated or job).attempt)
+        if sample is not None:
+            group = [s for s in state.durations if (s.kind, s.model) == (sample.kind, sample.model)]
+            if len(group) >= KEPT_PER_GROUP:
+                state.durations.remove(group[0])
+            state.durations.append(replace(sample, recorded_at=ensure_utc(sample.recorded_at)))
         return in_utc(replace(updated if updated is not None else job, version=job.version + 1))
 
     @staticmethod
@@ -435,6 +457,7 @@ class _MemoryUnit:
         *,
         token_hash: str | None = None,
         release_owner: str | None = None,
+        sample: DurationSample | None = None,
     ) -> Job:
         return self._store._apply_on(
             self._store._state,
@@ -444,4 +467,5 @@ class _MemoryUnit:
             now,
             token_hash=token_hash,
             release_owner=release_owner,
+            sample=sample,
         )

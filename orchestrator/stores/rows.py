@@ -16,6 +16,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.engine import RowMapping
 
 from orchestrator.domain import Artifact, ArtifactState, Event, Job, JobError
+from orchestrator.durations import DurationSample
 from orchestrator.states import JobState
 from orchestrator.stores.records import canonical, dumps
 from orchestrator.stores.tables import ARTIFACTS, JOBS
@@ -47,6 +48,7 @@ def job_values(job: Job) -> dict[str, Any]:
     values["params"] = canonical(job.params)
     values["result"] = dumps(job.result) if job.result is not None else None
     values["error"] = dumps(job.error.to_json()) if job.error is not None else None
+    values["timeline"] = dumps(job.timeline) if job.timeline is not None else None
     del values["id"]
     return values
 
@@ -56,6 +58,7 @@ def job_from_row(row: RowMapping, artifacts: tuple[Artifact, ...]) -> Job:
     values["state"] = JobState(row["state"])
     values["params"] = json.loads(row["params"])
     values["result"] = json.loads(row["result"]) if row["result"] is not None else None
+    values["timeline"] = json.loads(row["timeline"]) if row["timeline"] is not None else None
     error = json.loads(row["error"]) if row["error"] is not None else None
     values["error"] = (
         JobError(error["stage"], error.get("code"), error["message"]) if error else None
@@ -97,6 +100,21 @@ def artifact_from_row(row: RowMapping) -> Artifact:
     values = {name: row[name] for name in ARTIFACT_COLUMNS}
     values["state"] = ArtifactState(row["state"])
     return Artifact(**values)
+
+
+def sample_from_row(row: RowMapping) -> DurationSample:
+    def bracket(stage: str) -> tuple[float, float] | None:
+        lo, hi = row[f"{stage}_lo"], row[f"{stage}_hi"]
+        return None if lo is None or hi is None else (float(lo), float(hi))
+
+    return DurationSample(
+        kind=row["kind"],
+        model=row["model"],
+        recorded_at=row["recorded_at"],
+        done=(float(row["done_lo"]), float(row["done_hi"])),
+        text=bracket("text"),
+        first=bracket("first"),
+    )
 
 
 def event_from_row(row: RowMapping) -> Event:

@@ -45,8 +45,21 @@ def _upgrade_1_to_2(conn: Connection) -> None:
     )
 
 
+def _upgrade_2_to_3(conn: Connection) -> None:
+    """Schema 3: adaptive polling. The jobs get their timeline columns (empty: a job polled
+    before the upgrade is scheduled as a cold start until its next accept); the
+    ``durations`` table is made by ``create_all`` before the steps run."""
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN accepted_at " + _datetime_type(conn)))
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN timeline TEXT"))
+    conn.execute(text("ALTER TABLE jobs ADD COLUMN poll_note TEXT"))
+
+
+def _datetime_type(conn: Connection) -> str:
+    return "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "VARCHAR(26)"
+
+
 #: Upgrade steps: ``UPGRADES[n]`` migrates a version-n database to version n + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _upgrade_1_to_2}
+UPGRADES: dict[int, Callable[[Connection], None]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
 
 #: Key of the PostgreSQL advisory lock that serialises schema creation across daemons.
 PG_SCHEMA_LOCK: Final = 0x6F726368  # "orch"

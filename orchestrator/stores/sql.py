@@ -54,6 +54,7 @@ from orchestrator.domain import (
     NewEvent,
     NewJob,
 )
+from orchestrator.durations import DurationSample, newest_per_group
 from orchestrator.exceptions import (
     ConfigError,
     JobIdNotFound,
@@ -80,12 +81,14 @@ from orchestrator.stores.rows import (
     job_values,
     jobs_with_artifacts,
     load_artifacts,
+    sample_from_row,
 )
 from orchestrator.stores.schema import init_schema
 from orchestrator.stores.sqlite import READ_ONLY, SQLiteOpenError, create_sqlite_engine
 from orchestrator.stores.tables import (
     ARTIFACTS,
     CALLBACK_TOKENS,
+    DURATIONS,
     EVENTS,
     JOBS,
 )
@@ -333,11 +336,23 @@ class SQLStore:
         *,
         token_hash: str | None = None,
         release_owner: str | None = None,
+        sample: DurationSample | None = None,
     ) -> Job:
         with self.unit_of_work() as unit:  # one write transaction, the unit's one apply
             return unit.apply(
-                job, changes, event, now, token_hash=token_hash, release_owner=release_owner
+                job,
+                changes,
+                event,
+                now,
+                token_hash=token_hash,
+                release_owner=release_owner,
+                sample=sample,
             )
+
+    def durations(self, limit_per_group: int) -> list[DurationSample]:
+        with self._read() as conn:
+            rows = conn.execute(select(DURATIONS).order_by(DURATIONS.c.id.desc())).mappings()
+            return newest_per_group((sample_from_row(row) for row in rows), limit_per_group)
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:
@@ -460,6 +475,7 @@ class _SQLUnit:
         *,
         token_hash: str | None = None,
         release_owner: str | None = None,
+        sample: DurationSample | None = None,
     ) -> Job:
         return apply_on(
             self._conn,
@@ -469,5 +485,6 @@ class _SQLUnit:
             now,
             token_hash=token_hash,
             release_owner=release_owner,
+            sample=sample,
             postgres=self._store._postgres,
         )

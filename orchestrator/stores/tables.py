@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, TypeDecorator
+from sqlalchemy import Column, DateTime, Float, Index, Integer, String, Table, Text, TypeDecorator
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeEngine
 from sqlmodel import Field, SQLModel
@@ -22,7 +22,7 @@ from sqlmodel import Field, SQLModel
 from orchestrator.clock import ensure_utc
 
 #: Bump when the schema changes, and add an upgrade step in :mod:`orchestrator.stores.sql`.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -106,6 +106,10 @@ class JobRow(SQLModel, table=True):
     hint_polls: int = Field(sa_column=Column(Integer, nullable=False))
     upstream_status: str | None = Field(default=None, sa_column=Column(String))
     state_since: datetime | None = _dt()
+    #: schema 3: adaptive polling (see domain.Job)
+    accepted_at: datetime | None = _dt()
+    timeline: str | None = _text()
+    poll_note: str | None = _text()
     lease_owner: str | None = Field(default=None, sa_column=Column(String))
     lease_expires_at: datetime | None = _dt()
 
@@ -156,6 +160,25 @@ class CallbackTokenRow(SQLModel, table=True):
     attempt: int = Field(sa_column=Column(Integer, nullable=False, server_default="0"))
 
 
+class DurationRow(SQLModel, table=True):
+    """Schema 3: one succeeded job's stage brackets (seconds from accepted submit), the
+    newest :data:`orchestrator.durations.KEPT_PER_GROUP` kept per (kind, model)."""
+
+    __tablename__ = "durations"
+    __table_args__ = (Index("ix_durations_kind_model_id", "kind", "model", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    kind: str = Field(sa_column=Column(String, nullable=False))
+    model: str = Field(sa_column=Column(String, nullable=False))
+    recorded_at: datetime = _dt(nullable=False)
+    done_lo: float = Field(sa_column=Column(Float, nullable=False))
+    done_hi: float = Field(sa_column=Column(Float, nullable=False))
+    text_lo: float | None = Field(default=None, sa_column=Column(Float))
+    text_hi: float | None = Field(default=None, sa_column=Column(Float))
+    first_lo: float | None = Field(default=None, sa_column=Column(Float))
+    first_hi: float | None = Field(default=None, sa_column=Column(Float))
+
+
 class SchemaMetaRow(SQLModel, table=True):
     """One row (id = 1): the schema version the database was last upgraded to."""
 
@@ -170,6 +193,7 @@ EVENTS: Table = EventRow.__table__  # type: ignore[attr-defined]
 ARTIFACTS: Table = ArtifactRow.__table__  # type: ignore[attr-defined]
 CALLBACK_TOKENS: Table = CallbackTokenRow.__table__  # type: ignore[attr-defined]
 SCHEMA_META: Table = SchemaMetaRow.__table__  # type: ignore[attr-defined]
+DURATIONS: Table = DurationRow.__table__  # type: ignore[attr-defined]
 
 #: Every table, in creation order.
-TABLES: tuple[Table, ...] = (JOBS, EVENTS, ARTIFACTS, CALLBACK_TOKENS, SCHEMA_META)
+TABLES: tuple[Table, ...] = (JOBS, EVENTS, ARTIFACTS, CALLBACK_TOKENS, SCHEMA_META, DURATIONS)

@@ -8,19 +8,21 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, null, update
+from sqlalchemy import Connection, case, delete, insert, null, select, update
 
 from orchestrator import faultpoints
 from orchestrator.clock import ensure_utc
 from orchestrator.domain import Job, NewEvent
+from orchestrator.durations import KEPT_PER_GROUP, DurationSample
 from orchestrator.exceptions import StaleJob
 from orchestrator.stores.postgres import upsert as postgres_upsert
 from orchestrator.stores.records import changed_job, dumps, in_utc
 from orchestrator.stores.rows import MUTABLE, artifact_values, job_values
 from orchestrator.stores.sqlite import upsert as sqlite_upsert
-from orchestrator.stores.tables import ARTIFACTS, CALLBACK_TOKENS, EVENTS, JOBS
+from orchestrator.stores.tables import ARTIFACTS, CALLBACK_TOKENS, DURATIONS, EVENTS, JOBS
 
 J = JOBS.c
+DU = DURATIONS.c
 A = ARTIFACTS.c
 
 
@@ -33,6 +35,7 @@ def apply_on(
     *,
     token_hash: str | None = None,
     release_owner: str | None = None,
+    sample: DurationSample | None = None,
     postgres: bool,
 ) -> Job:
     now = ensure_utc(now)
@@ -73,8 +76,33 @@ def apply_on(
                 token_hash=token_hash, job_id=job.id, created_at=now, attempt=attempt
             )
         )
+    if sample is not None:
+        record_sample(conn, sample)
     faultpoints.reach("store.before_commit")
     return in_utc(replace(updated if updated is not None else job, version=job.version + 1))
+
+
+def record_sample(conn: Connection, sample: DurationSample) -> None:
+    """Add a learned sample; keep only the newest :data:`KEPT_PER_GROUP` of its group."""
+    text, first = sample.text or (None, None), sample.first or (None, None)
+    conn.execute(
+        insert(DURATIONS).values(
+            kind=sample.kind,
+            model=sample.model,
+            recorded_at=ensure_utc(sample.recorded_at),
+            done_lo=sample.done[0],
+            done_hi=sample.done[1],
+            text_lo=text[0],
+            text_hi=text[1],
+            first_lo=first[0],
+            first_hi=first[1],
+        )
+    )
+    group = (DU.kind == sample.kind) & (DU.model == sample.model)
+    cutoff = (
+        select(DU.id).where(group).order_by(DU.id.desc()).offset(KEPT_PER_GROUP).limit(1)
+    ).scalar_subquery()
+    conn.execute(delete(DURATIONS).where(group, DU.id <= cutoff))
 
 
 def write_artifacts(conn: Connection, job: Job, updated: Job, *, postgres: bool) -> None:

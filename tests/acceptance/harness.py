@@ -151,6 +151,7 @@ def write_config(
     mode: str = "verify",
     extra: str = "",
     jobs: str = "",
+    polling: str = "",
 ) -> Path:
     config = directory / "config.toml"
     config.write_text(
@@ -172,6 +173,7 @@ tick_s = 0.1
 backoff_base_s = 0.2
 backoff_max_s = 2.0
 confirm_delay_s = 0.5
+{polling}
 
 [submit]
 backoff_base_s = 0.2

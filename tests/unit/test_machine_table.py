@@ -369,7 +369,8 @@ def test_reports_by_state_and_delivery(
         # a verify-mode callback never changes state or result: a terminal claim says "look
         # now"; a progress claim moves the next poll out to the safety-net interval
         assert transition.to_state == state
-        assert set(transition.changes) <= {"hint", "hint_polls", "next_poll_at"}
+        allowed = {"hint", "hint_polls", "next_poll_at", "poll_note", "timeline"}
+        assert set(transition.changes) <= allowed
         terminal = REPORTS[status].status in (U.SUCCESS, U.FAILED)
         if terminal:
             assert transition.changes["next_poll_at"] == NOW
@@ -676,11 +677,11 @@ def test_verify_callback_claiming_more_wakes_a_poll_and_changes_nothing_else() -
         assert decide(after, CallbackReceived(report(status)), NOW, POLICY) is None
 
 
-def poll_times_after_forged_callback(confirm_with: UpstreamStatus) -> list[float]:
-    """Seconds after the callback at which polls happen, for the first five polls."""
+def poll_times_after_forged_callback(confirm_with: UpstreamStatus, polls: int = 5) -> list[float]:
+    """Seconds after the callback at which polls happen, for the first ``polls`` polls."""
     job = fold(job_in(S.RUNNING), CallbackReceived(report(U.SUCCESS)))
     times = []
-    for _ in range(5):
+    for _ in range(polls):
         assert job.next_poll_at is not None
         at = job.next_poll_at
         times.append((at - NOW).total_seconds())
@@ -688,12 +689,21 @@ def poll_times_after_forged_callback(confirm_with: UpstreamStatus) -> list[float
     return times
 
 
-def test_an_unconfirmed_hint_gets_exactly_one_confirmation_repoll() -> None:
-    times = poll_times_after_forged_callback(U.TEXT_SUCCESS)
+def test_an_unconfirmed_terminal_hint_gets_growing_confirmation_polls_then_the_normal_pace() -> (
+    None
+):
+    knobs = POLICY.adaptive
+    times = poll_times_after_forged_callback(U.TEXT_SUCCESS, polls=40)
     assert times[0] == 0.0  # the wake-up poll
-    assert times[1] == POLICY.confirm_delay_s  # one confirmation, record-info may lag
-    gaps = [b - a for a, b in itertools.pairwise(times[1:])]
-    assert all(27.0 <= gap <= 33.0 for gap in gaps)  # then the normal pace
+    assert times[1] == POLICY.confirm_delay_s  # record-info may lag: look again soon
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    confirming = [g for g in gaps[1:] if g <= knobs.confirm_max_gap_s]
+    assert confirming == sorted(confirming)  # growing ...
+    assert max(confirming) == knobs.confirm_max_gap_s  # ... up to the cap
+    # for the confirmation window, then (the claim unconfirmed) back to the normal pace
+    end = times[len(confirming) + 1]
+    assert knobs.confirm_window_s <= end <= knobs.confirm_window_s + 2 * knobs.confirm_max_gap_s
+    assert all(27.0 <= gap <= 33.0 for gap in gaps[len(confirming) + 1 :])
 
 
 def test_a_confirmed_hint_is_cleared() -> None:
