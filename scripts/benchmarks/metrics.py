@@ -68,6 +68,7 @@ def latency_figures(
     return {
         "jobs": len(keys),
         "latency_ms_p50": pct(latencies, 50),
+        "latency_ms_mean": sum(latencies) / len(latencies) if latencies else None,
         "latency_ms_p99": pct(latencies, 99),
         "requests_per_job": requests / len(keys) if keys else None,
         "polls_per_job": sum(polls.get(t, 0) for t in owned["tasks"]) / len(keys) if keys else None,

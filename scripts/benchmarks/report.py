@@ -181,3 +181,81 @@ def chart(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def adaptive_markdown(results: dict[str, Any]) -> str:
+    """The adaptive scenario (no callbacks, log-normal durations) and the lag scenarios."""
+    scenarios = results.get("scenarios", {})
+    lines: list[str] = []
+    sc = scenarios.get("adaptive")
+    if sc:
+        systems = sc["systems"]
+        lines += [
+            "",
+            f"No callbacks, log-normal durations ({sc['jobs']} jobs each; the adaptive"
+            " orchestrator learned from a warm-up batch first). Latency in scaled wall ms.",
+            "",
+            "| system | mean detection ms | p99 ms | requests/job | correct |",
+            "|---|---|---|---|---|",
+        ]
+        for name, fig in systems.items():
+            lines.append(
+                f"| {name} | {_fmt(fig.get('latency_ms_mean'), '{:.0f}')} |"
+                f" {_fmt(fig.get('latency_ms_p99'), '{:.0f}')} |"
+                f" {_fmt(fig.get('requests_per_job'), '{:.2f}')} | {fig.get('correct')} |"
+            )
+        adaptive, fixed = systems.get("orchestrator-adaptive"), systems.get("orchestrator-fixed-30")
+        if adaptive and fixed and adaptive.get("latency_ms_mean") and fixed.get("latency_ms_mean"):
+            ratio = adaptive["latency_ms_mean"] / fixed["latency_ms_mean"]
+            cost = adaptive["requests_per_job"] / fixed["requests_per_job"]
+            met = "met" if ratio <= 1 / 3 and cost <= 1 else "NOT met"
+            lines.append(
+                f"\nTarget (mean <= 1/3 of fixed 30 s at <= its requests): {met}:"
+                f" mean {ratio:.2f}x, requests {cost:.2f}x of fixed 30 s."
+            )
+    lag = scenarios.get("lag")
+    if lag:
+        lines += [
+            "",
+            "| record-info lag (scaled s) | detection p50 ms | p99 ms | target ms | met |",
+            "|---|---|---|---|---|",
+        ]
+        for fig in lag["systems"].values():
+            p99, target = fig.get("latency_ms_p99"), fig.get("target_ms")
+            met = "yes" if p99 is not None and target is not None and p99 <= target else "no"
+            lines.append(
+                f"| {fig.get('lag_s_scaled')} | {_fmt(fig.get('latency_ms_p50'), '{:.0f}')} |"
+                f" {_fmt(p99, '{:.0f}')} | {_fmt(target, '{:.0f}')} | {met} |"
+            )
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def curve(results: dict[str, Any], path: Path) -> None:
+    """Mean detection latency against upstream requests per job: fixed 10/20/30/60 s and
+    adaptive (the adaptive scenario)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    systems = results["scenarios"]["adaptive"]["systems"]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    fixed = [
+        (v["requests_per_job"], v["latency_ms_mean"], k)
+        for k, v in systems.items()
+        if k.startswith("orchestrator-fixed") and v.get("latency_ms_mean")
+    ]
+    fixed.sort()
+    ax.plot([f[0] for f in fixed], [f[1] for f in fixed], "o-", label="fixed interval")
+    for x, y, k in fixed:
+        ax.annotate(k.removeprefix("orchestrator-fixed-") + " s", (x, y))
+    a = systems.get("orchestrator-adaptive")
+    if a and a.get("latency_ms_mean"):
+        ax.plot([a["requests_per_job"]], [a["latency_ms_mean"]], "r*", ms=14, label="adaptive")
+    ax.set_xlabel("upstream requests per job")
+    ax.set_ylabel("mean detection latency (scaled ms)")
+    ax.set_title("no callbacks, log-normal durations")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -22,7 +22,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from metrics import latency_figures, lateness_figures, pct, submits_by_system
-from report import chart, markdown
+from report import adaptive_markdown, chart, curve, markdown
 from systems import (
     ROOT,
     BaselineSystem,
@@ -31,6 +31,7 @@ from systems import (
 )
 
 from orchestrator.sandbox.config import SandboxConfig
+from orchestrator.sandbox.durations import parse_durations
 from orchestrator.sandbox.faults import parse_faults
 from orchestrator.sandbox.server import SandboxServer
 
@@ -77,12 +78,13 @@ def submit_count(server: SandboxServer) -> int:
         return len(ledger._submits)
 
 
-def sandbox(faults: str, time_scale: float, seed: int) -> SandboxServer:
+def sandbox(faults: str, time_scale: float, seed: int, durations: str = "uniform") -> SandboxServer:
     server = SandboxServer(
         SandboxConfig(
             port=0,
             time_scale=time_scale,
             faults=parse_faults(faults),
+            durations=parse_durations(durations),
             seed=seed,
             rate_limit_count=0,
             threads=32,
@@ -187,6 +189,104 @@ class Run:
         finally:
             stop_all(systems)
             server.stop()
+
+    def adaptive(self, n: int, seed: int) -> None:
+        """No callbacks, log-normal durations: the orchestrator with fixed intervals of 10,
+        20, 30 and 60 s and adaptive (after a warm-up batch it learned from, in the same
+        database), and the baselines at 30 s, all at once on one sandbox."""
+        tag = "adaptive"
+        faults, durations = "drop=1", "lognormal"
+        log(f"{tag}: warm-up batch of {n}, then {n} jobs per system, durations {durations}")
+        server = sandbox(faults, self.scale, seed, durations)
+        work = self.work / tag / "orch-adaptive"
+        systems: list[System] = []
+        try:
+            warm = OrchestratorSystem(work, server.url, interval_s=self.interval, scale=self.scale)
+            warm.record_on_start([f"{tag}-warm-{i}" for i in range(n)])
+            start_all([warm])
+            deadline = time.monotonic() + 200 * self.scale + 30
+            while time.monotonic() < deadline and warm.terminal_count() < n:
+                warm.sample()
+                time.sleep(0.25)
+            stop_all([warm])
+            names = ["adaptive", "fixed-10", "fixed-20", "fixed-30", "fixed-60"]
+            keys = {name: [f"{tag}-{name}-{i}" for i in range(n)] for name in names}
+            for name in names:
+                strategy, _, every = name.partition("-")
+                orch = OrchestratorSystem(
+                    work if name == "adaptive" else self.work / tag / f"orch-{name}",
+                    server.url,
+                    interval_s=self.interval if name == "adaptive" else float(every) * self.scale,
+                    scale=self.scale,
+                    strategy=strategy,
+                    name=f"orchestrator-{name}",
+                )
+                orch.record_on_start(keys[name])
+                systems.append(orch)
+            base_keys = {b: [f"{tag}-{b}-{i}" for i in range(n)] for b in self.baselines}
+            timeout = 200 * self.scale + 8 * 60 * self.scale + 20
+            systems += self.systems(tag, server.url, base_keys, self.baselines, timeout=timeout)
+            start_all(systems)
+            deadline = time.monotonic() + timeout + 5
+            while time.monotonic() < deadline:
+                for s in systems:
+                    s.sample()
+                orch_done = all(
+                    s.terminal_count() >= n for s in systems if isinstance(s, OrchestratorSystem)
+                )
+                base_done = all(s.finished() for s in systems if isinstance(s, BaselineSystem))
+                if orch_done and base_done:
+                    break
+                time.sleep(0.25)
+            ledger = server.ledger()
+            owned = submits_by_system(ledger, systems)
+            stop_all(systems)
+            figures = {}
+            for s in systems:
+                own = keys.get(s.name.removeprefix("orchestrator-"), base_keys.get(s.name, []))
+                figures[s.name] = latency_figures(ledger, s, own, owned[s.name])
+            self.results["scenarios"][tag] = {
+                "faults": faults,
+                "durations": durations,
+                "jobs": n,
+                "systems": figures,
+            }
+        finally:
+            stop_all(systems)
+            server.stop()
+
+    def lag(self, n: int, seed: int) -> None:
+        """Healthy callbacks, record-info lagging each terminal callback by L (2, 5, 10 s
+        scaled): the orchestrator's detection against L + 3 s."""
+        figures: dict[str, Any] = {}
+        for lag in (2.0, 5.0, 10.0):
+            tag = f"lag-{lag:g}"
+            log(f"{tag}: {n} jobs, record-info {lag:g} s behind the callbacks")
+            server = sandbox(f"lag={lag}", self.scale, seed)
+            systems: list[System] = []
+            try:
+                keys = {"orchestrator": [f"{tag}-{i}" for i in range(n)]}
+                systems = self.systems(tag, server.url, keys, ["orchestrator"])
+                start_all(systems)
+                deadline = time.monotonic() + 200 * self.scale + 30
+                while time.monotonic() < deadline and systems[0].terminal_count() < n:
+                    systems[0].sample()
+                    time.sleep(0.25)
+                ledger = server.ledger()
+                owned = submits_by_system(ledger, systems)
+                stop_all(systems)
+                fig = latency_figures(
+                    ledger, systems[0], keys["orchestrator"], owned["orchestrator"]
+                )
+                # the upstream's record shows the outcome L after the callback: detection is
+                # measured from the callback (completed_at), the target is L + 3 s (scaled)
+                fig["lag_s_scaled"] = lag
+                fig["target_ms"] = (lag + 3.0) * self.scale * 1000
+                figures[tag] = fig
+            finally:
+                stop_all(systems)
+                server.stop()
+        self.results["scenarios"]["lag"] = {"jobs": n, "systems": figures}
 
     def scale_run(self, n: int, rounds: int, seed: int, together: bool) -> None:
         """N in-flight jobs per system at a real 30 s interval. ``together``: every system at
@@ -387,7 +487,7 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these scenarios (latency, chaos, scale, ingest)",
+        help="run only these scenarios (latency, chaos, scale, ingest, adaptive, lag)",
     )
     parser.add_argument(
         "--scale",
@@ -411,7 +511,7 @@ def main() -> int:
     out = args.out / stamp
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    only = set(args.only) or {"latency", "chaos", "scale", "ingest"}
+    only = set(args.only) or {"latency", "chaos", "scale", "ingest", "adaptive", "lag"}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         run = Run(args, Path(tmp))
         for name, reason in run.unavailable.items():
@@ -428,15 +528,21 @@ def main() -> int:
                     run.scale_run(n, 1, args.seed, together=args.quick and n <= 1000)
             if "ingest" in only:
                 run.ingest(50, 2.0 if args.quick else 10.0, args.seed)
+            if "adaptive" in only:
+                run.adaptive(n, args.seed)
+            if "lag" in only:
+                run.lag(max(5, n // 4), args.seed)
         except KeyboardInterrupt:
             log("interrupted: writing what was measured")
         finally:
             run.results["elapsed_s"] = time.monotonic() - started
             (out / "results.json").write_text(json.dumps(run.results, indent=2))
-            table = markdown(run.results)
+            table = markdown(run.results) + adaptive_markdown(run.results)
             (out / "results.md").write_text(table)
             with contextlib.suppress(Exception):
                 chart(run.results, out / "chart.png")
+            with contextlib.suppress(Exception):
+                curve(run.results, out / "curve.png")
     print(table)
     log(f"results in {out} ({run.results['elapsed_s']:.0f} s)")
     return 0

@@ -118,7 +118,10 @@ class OrchestratorSystem(System):
         concurrency: int = 8,
         submit_rate: int = 1000,
         callbacks: bool = True,
+        strategy: str = "adaptive",
+        name: str = "orchestrator",
     ) -> None:
+        self.name = name
         self.dir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -150,6 +153,11 @@ deadline_s = 86400.0
 {"" if tick_s is None else f"tick_s = {tick_s}"}
 concurrency = {concurrency}
 confirm_delay_s = {max(0.05, 2.0 * scale)}
+strategy = "{strategy}"
+min_gap_s = {2.0 * scale}
+safety_margin_s = {5.0 * scale}
+confirm_max_gap_s = {3.0 * scale}
+confirm_window_s = {60.0 * scale}
 {_factor_line()}
 backoff_base_s = {backoff}
 backoff_max_s = {max(1.0, 600 * scale)}
