@@ -847,6 +847,8 @@ def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE jobs DROP COLUMN attempt"))
             conn.execute(sa.text("ALTER TABLE callback_tokens DROP COLUMN attempt"))
+            for column in ("accepted_at", "timeline", "poll_note"):  # schema 3's
+                conn.execute(sa.text(f"ALTER TABLE jobs DROP COLUMN {column}"))
             conn.execute(sa.update(SCHEMA_META).values(version=1))
             # schema 1's `retry` put the job back in queued with submit_attempts = 0
             conn.execute(sa.text("UPDATE jobs SET submit_attempts = 0 WHERE key = 'retried'"))
