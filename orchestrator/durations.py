@@ -211,19 +211,11 @@ class Learned:
             )
         return cls(len(samples), done, MappingProxyType(reach), MappingProxyType(remaining))
 
-    def fixed_polls(self, interval_s: float) -> float:
-        """What a fixed poller spends on these jobs on average: ceil(T / interval) each."""
-        return sum(w * max(1, math.ceil(v / interval_s)) for v, w in self.done)
-
 
 @dataclass(frozen=True)
 class DurationBook:
-    """The learned samples, newest first per (kind, model), and what each group says.
-    Immutable: a refresh is a new book."""
+    """What the learned samples say, per (kind, model). Immutable: a refresh is a new book."""
 
-    groups: Mapping[tuple[str, str], tuple[DurationSample, ...]] = field(
-        default_factory=lambda: MappingProxyType({})
-    )
     learned: Mapping[tuple[str, str], Learned] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
@@ -237,12 +229,13 @@ class DurationBook:
             grouped.setdefault((sample.kind, sample.model), []).append(sample)
             if sample.model != POOLED:
                 grouped.setdefault((sample.kind, POOLED), []).append(sample)
-        frozen = {
-            key: tuple(sorted(group, key=lambda s: s.recorded_at, reverse=True)[:history])
+        learned = {
+            key: Learned.of(
+                sorted(group, key=lambda s: s.recorded_at, reverse=True)[:history], half_life
+            )
             for key, group in grouped.items()
         }
-        learned = {key: Learned.of(group, half_life) for key, group in frozen.items()}
-        return cls(MappingProxyType(frozen), MappingProxyType(learned))
+        return cls(MappingProxyType(learned))
 
     def lookup(self, kind: str, model: str, minimum: int) -> Learned | None:
         """What was learned for a job of ``kind`` and ``model``: its own group when it has at
@@ -255,7 +248,8 @@ class DurationBook:
 
     def count(self, kind: str) -> int:
         """Samples learned for ``kind``, every model together."""
-        return len(self.groups.get((kind, POOLED), ()))
+        pooled = self.learned.get((kind, POOLED))
+        return 0 if pooled is None else pooled.count
 
 
 EMPTY_BOOK: Final = DurationBook()

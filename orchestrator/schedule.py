@@ -186,25 +186,6 @@ _BUDGETS: WeakKeyDictionary[Learned, dict[tuple[float, float], tuple[int, float]
 )
 
 
-def _delay(
-    learned: Learned,
-    timeline: Timeline,
-    elapsed: float,
-    polls: int,
-    interval_s: float,
-    knobs: Adaptive,
-    k: int,
-) -> float | None:
-    used = max(0, polls - timeline.polls_at_accept)
-    if used >= k:
-        return None
-    points = conditional(learned, timeline, elapsed)
-    if not points:
-        return None
-    target = weighted_quantile(points, knobs.quantile / (k - used))
-    return max(knobs.min_gap_s, target - elapsed)
-
-
 def prepare(book: DurationBook, interval_s: float, knobs: Adaptive) -> None:
     """Work out every group's budget now (the learner's thread), not at the next poll."""
     for learned in book.learned.values():
@@ -274,14 +255,16 @@ def next_poll(
             f"adaptive: {used} of {k} budgeted polls used ({fixed:.1f} per job at a fixed"
             f" {interval_s:g} s), every {interval_s:g} s",
         )
-    delay = _delay(learned, timeline, elapsed, polls, interval_s, knobs, k)
-    if delay is None:
+    points = conditional(learned, timeline, elapsed)
+    if not points:
         return NextPoll(
             None,
             f"adaptive: slower than all {learned.count} learned {kind} jobs at {label},"
             f" every {interval_s:g} s",
         )
-    share = weighted_share(conditional(learned, timeline, elapsed), elapsed + delay)
+    target = weighted_quantile(points, knobs.quantile / (k - used))
+    delay = max(knobs.min_gap_s, target - elapsed)
+    share = weighted_share(points, elapsed + delay)
     return NextPoll(
         delay,
         f"adaptive: {share:.0%} of {learned.count} learned {kind} jobs at {label} finished"

@@ -46,6 +46,6 @@ class Learner:
         schedule.prepare(book, policy.poll_interval_s, policy.adaptive)
         policy = self.reconciler.policy
         self.reconciler.policy = replace(policy, adaptive=replace(policy.adaptive, book=book))
-        kinds = sorted({kind for kind, _ in book.groups})
+        kinds = sorted({kind for kind, _ in book.learned})
         log.info("durations_learned", samples=len(samples), kinds=kinds)
         return book
