@@ -190,6 +190,19 @@ def _timeline(job: Job) -> Timeline:
     return Timeline.from_json(job.timeline)
 
 
+def _seen(
+    job: Job, status: UpstreamStatus, now: datetime, *, exact: bool
+) -> tuple[Timeline, dict[str, Any]]:
+    """The job's timeline after a report of ``status`` now, and the change that stores it
+    (none before an accepted submit: there is nothing to measure from)."""
+    timeline = _timeline(job).seen(status, _elapsed(job, now), exact=exact)
+    return timeline, _stored(job, timeline)
+
+
+def _stored(job: Job, timeline: Timeline) -> dict[str, Any]:
+    return {} if job.accepted_at is None else {"timeline": timeline.to_json()}
+
+
 def _planned(
     job: Job, timeline: Timeline, elapsed: float, now: datetime, policy: Policy, polls: int
 ) -> dict[str, Any]:
@@ -426,9 +439,8 @@ def _report_transition(
     if job.hint and confirmed >= hint_rank:
         base.update(hint=None, hint_polls=0)
     elapsed = _elapsed(job, now)
-    timeline = _timeline(job).seen(report.status, elapsed, exact=via == "callback")
-    if job.accepted_at is not None:
-        base["timeline"] = timeline.to_json()
+    timeline, stored = _seen(job, report.status, now, exact=via == "callback")
+    base.update(stored)
 
     if report.status == UpstreamStatus.FAILED:
         if job.state == S.SUCCEEDED:
@@ -490,8 +502,7 @@ def _report_transition(
             # unconfirmed: back to the normal pace, and forget what only the callback claimed
             changes.update(hint=None, hint_polls=0)
             timeline = timeline.up_to(max(confirmed, _status_rank(job.upstream_status)))
-            if job.accepted_at is not None:
-                changes["timeline"] = timeline.to_json()
+            changes.update(_stored(job, timeline))
         polls = job.polls + 1 if via == "poll" else job.polls
         changes.update(_planned(job, timeline, elapsed, now, policy, polls))
     note = "progress" if to_state != job.state else "no change upstream"
@@ -643,10 +654,9 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
         # Keep only a slow safety-net poll instead of polling on every stage (each stage can
         # push it once, so a forged callback delays polling by a bounded amount).
         # The learned durations say when the terminal callback should have come by.
-        elapsed = _elapsed(job, now)
-        timeline = _timeline(job).seen(report.status, elapsed, exact=True)
+        timeline, stored = _seen(job, report.status, now, exact=True)
         learned = schedule.safety_net(
-            job.kind, model_of(job.params), timeline, elapsed, policy.adaptive
+            job.kind, model_of(job.params), timeline, _elapsed(job, now), policy.adaptive
         )
         if learned is not None and learned.delay_s is not None:
             safety, why = _after(now, learned.delay_s), learned.note
@@ -659,18 +669,15 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
             "hint_polls": 0,
             "next_poll_at": safety,
             "poll_note": why,
+            **stored,
         }
-        if job.accepted_at is not None:
-            changes["timeline"] = timeline.to_json()
         return Transition(
             job.state,
             changes,
             f"callback claims {report.status.value}: callbacks alive, safety-net poll later",
         )
-    changes = {"hint": report.status.value, "hint_polls": 0, "next_poll_at": now}
-    if job.accepted_at is not None:
-        timeline = _timeline(job).seen(report.status, _elapsed(job, now), exact=True)
-        changes["timeline"] = timeline.to_json()
+    _, stored = _seen(job, report.status, now, exact=True)
+    changes = {"hint": report.status.value, "hint_polls": 0, "next_poll_at": now, **stored}
     return Transition(
         job.state,
         changes,
