@@ -64,7 +64,7 @@ class PollingSettings:
     interval_s: float = 30.0
     #: adaptive: polls placed from learned durations (within the fixed interval's budget);
     #: fixed: every interval_s
-    strategy: PollStrategy = PollStrategy.ADAPTIVE
+    strategy: PollStrategy = Adaptive.strategy
     jitter: float = 0.1
     deadline_s: float = 1800.0
     #: the scheduler's tick: how often due work is looked for (callbacks wake it at once)
@@ -77,19 +77,20 @@ class PollingSettings:
     backoff_max_s: float = 600.0
     late_poll_interval_s: float = 300.0
     late_window_s: float = 86400.0
-    #: adaptive strategy (orchestrator.schedule): never two polls of a job closer than this
-    min_gap_s: float = 2.0
+    #: the adaptive strategy's knobs (orchestrator.schedule.Adaptive, whose defaults these
+    #: are): never two polls of a job closer than this
+    min_gap_s: float = Adaptive.min_gap_s
     #: learned jobs of a kind needed before its schedule leaves the fixed interval
-    min_samples: int = 5
+    min_samples: int = Adaptive.min_samples
     #: the share of learned jobs the last budgeted poll (and the safety net) waits for
-    quantile: float = 0.95
+    quantile: float = Adaptive.quantile
     #: after a progress callback: poll this long after the terminal callback was due
-    safety_margin_s: float = 5.0
+    safety_margin_s: float = Adaptive.safety_margin_s
     #: confirmation polls of a terminal callback: confirm_delay_s, growing by this factor,
     #: gaps at most confirm_max_gap_s, for up to confirm_window_s
-    confirm_growth: float = 1.5
-    confirm_max_gap_s: float = 3.0
-    confirm_window_s: float = 60.0
+    confirm_growth: float = Adaptive.confirm_growth
+    confirm_max_gap_s: float = Adaptive.confirm_max_gap_s
+    confirm_window_s: float = Adaptive.confirm_window_s
     #: completed jobs remembered per kind and model, and how fast old ones fade (a sample's
     #: weight halves with every half_life newer ones)
     history: int = 200
@@ -203,15 +204,13 @@ class Settings:
             late_window_s=p.late_window_s,
             uncertain_policy=s.uncertain_policy,
             uncertain_grace_s=s.uncertain_grace_s,
+            # the [polling] keys of the same names (their defaults are Adaptive's own)
             adaptive=Adaptive(
-                strategy=p.strategy,
-                min_gap_s=p.min_gap_s,
-                min_samples=p.min_samples,
-                quantile=p.quantile,
-                safety_margin_s=p.safety_margin_s,
-                confirm_growth=p.confirm_growth,
-                confirm_max_gap_s=p.confirm_max_gap_s,
-                confirm_window_s=p.confirm_window_s,
+                **{
+                    k.name: getattr(p, k.name)
+                    for k in fields(Adaptive)
+                    if k.init and k.name != "book"
+                }
             ),
         )
 
