@@ -71,6 +71,22 @@ def stop_all(systems: list[System]) -> None:
         list(pool.map(lambda s: s.stop(), systems))
 
 
+def wait_until_done(systems: list[System], n: int, timeout: float) -> None:
+    """Sample every system until each orchestrator has ``n`` jobs terminal and each baseline
+    says it finished, or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for s in systems:
+            s.sample()
+        if all(
+            s.terminal_count() >= n if isinstance(s, OrchestratorSystem) else s.finished()
+            for s in systems
+            if isinstance(s, OrchestratorSystem | BaselineSystem)
+        ):
+            return
+        time.sleep(0.25)
+
+
 def submit_count(server: SandboxServer) -> int:
     """Submits in the sandbox ledger so far, without a snapshot (the bench runs in-process)."""
     ledger = server.engine.ledger
@@ -167,18 +183,7 @@ class Run:
             systems = self.systems(tag, server.url, keys, timeout=timeout)
             start_all(systems)
             log(f"{tag}: systems started")
-            deadline = time.monotonic() + timeout + 5
-            orch = systems[0]
-            assert isinstance(orch, OrchestratorSystem)
-            while time.monotonic() < deadline:
-                for s in systems:
-                    s.sample()
-                baselines_done = all(
-                    isinstance(s, BaselineSystem) and s.finished() for s in systems[1:]
-                )
-                if baselines_done and orch.terminal_count() >= n:
-                    break
-                time.sleep(0.25)
+            wait_until_done(systems, n, timeout + 5)
             ledger = server.ledger()
             owned = submits_by_system(ledger, systems)
             stop_all(systems)
@@ -204,10 +209,7 @@ class Run:
             warm = OrchestratorSystem(work, server.url, interval_s=self.interval, scale=self.scale)
             warm.record_on_start([f"{tag}-warm-{i}" for i in range(n)])
             start_all([warm])
-            deadline = time.monotonic() + 200 * self.scale + 30
-            while time.monotonic() < deadline and warm.terminal_count() < n:
-                warm.sample()
-                time.sleep(0.25)
+            wait_until_done([warm], n, 200 * self.scale + 30)
             stop_all([warm])
             names = ["adaptive", "fixed-10", "fixed-20", "fixed-30", "fixed-60"]
             keys = {name: [f"{tag}-{name}-{i}" for i in range(n)] for name in names}
@@ -227,17 +229,7 @@ class Run:
             timeout = 200 * self.scale + 8 * 60 * self.scale + 20
             systems += self.systems(tag, server.url, base_keys, self.baselines, timeout=timeout)
             start_all(systems)
-            deadline = time.monotonic() + timeout + 5
-            while time.monotonic() < deadline:
-                for s in systems:
-                    s.sample()
-                orch_done = all(
-                    s.terminal_count() >= n for s in systems if isinstance(s, OrchestratorSystem)
-                )
-                base_done = all(s.finished() for s in systems if isinstance(s, BaselineSystem))
-                if orch_done and base_done:
-                    break
-                time.sleep(0.25)
+            wait_until_done(systems, n, timeout + 5)
             ledger = server.ledger()
             owned = submits_by_system(ledger, systems)
             stop_all(systems)
@@ -268,10 +260,7 @@ class Run:
                 keys = {"orchestrator": [f"{tag}-{i}" for i in range(n)]}
                 systems = self.systems(tag, server.url, keys, ["orchestrator"])
                 start_all(systems)
-                deadline = time.monotonic() + 200 * self.scale + 30
-                while time.monotonic() < deadline and systems[0].terminal_count() < n:
-                    systems[0].sample()
-                    time.sleep(0.25)
+                wait_until_done(systems, n, 200 * self.scale + 30)
                 ledger = server.ledger()
                 owned = submits_by_system(ledger, systems)
                 stop_all(systems)
