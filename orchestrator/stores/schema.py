@@ -49,13 +49,14 @@ def _upgrade_2_to_3(conn: Connection) -> None:
     """Schema 3: adaptive polling. The jobs get their timeline columns (empty: a job polled
     before the upgrade is scheduled as a cold start until its next accept); the
     ``durations`` table is made by ``create_all`` before the steps run."""
-    conn.execute(text("ALTER TABLE jobs ADD COLUMN accepted_at " + _datetime_type(conn)))
-    conn.execute(text("ALTER TABLE jobs ADD COLUMN timeline TEXT"))
-    conn.execute(text("ALTER TABLE jobs ADD COLUMN poll_note TEXT"))
+    for name in ("accepted_at", "timeline", "poll_note"):
+        conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {_column_type(conn, name)}"))
 
 
-def _datetime_type(conn: Connection) -> str:
-    return "TIMESTAMP WITH TIME ZONE" if conn.dialect.name == "postgresql" else "VARCHAR(26)"
+def _column_type(conn: Connection, name: str) -> str:
+    """The ``jobs`` column's type as the table declares it, in this database's dialect."""
+    column_type = JOBS.c[name].type
+    return str(column_type.dialect_impl(conn.dialect).compile(dialect=conn.dialect))
 
 
 #: Upgrade steps: ``UPGRADES[n]`` migrates a version-n database to version n + 1.
