@@ -25,6 +25,7 @@ import pytest
 import sqlalchemy as sa
 
 from orchestrator.domain import Artifact, ArtifactState, Job, JobError, NewEvent, NewJob
+from orchestrator.durations import KEPT_PER_GROUP, DurationSample
 from orchestrator.exceptions import (
     ConfigError,
     JobIdNotFound,
@@ -581,6 +582,65 @@ def test_callback_tokens_of_every_attempt_find_the_job_and_their_attempt(
     assert store.find_by_token("h3") is None
     found = store.find_by_token("h1")
     assert found is not None and found.job != other
+
+
+# --- learned durations -----------------------------------------------------------------------
+
+
+def duration(kind: str, n: int, model: str = "V4_5") -> DurationSample:
+    return DurationSample(
+        kind=kind,
+        model=model,
+        recorded_at=T0 + n * US,
+        done=(50.0 + n, 51.0 + n),
+        first=(30.0, 40.0) if n % 2 else None,
+    )
+
+
+def test_a_sample_is_written_with_its_transition_and_read_back_newest_first(
+    store: SQLStore,
+) -> None:
+    job = make(store, "j")
+    event = NewEvent("poll", "upstream_report", {})
+    for n in range(3):
+        job = store.apply(job, {"polls": n + 1}, event, T0, sample=duration("generate_music", n))
+    store.apply(job, None, event, T0, sample=duration("wav", 0, model=""))
+    found = store.durations(10)
+    music = [s for s in found if s.kind == "generate_music"]
+    assert music == [duration("generate_music", n) for n in (2, 1, 0)]
+    assert [s for s in found if s.kind == "wav"] == [duration("wav", 0, model="")]
+    # (the order between groups is not part of the contract, only within one)
+    newest = sorted(store.durations(1), key=lambda s: s.kind)
+    assert newest == [duration("generate_music", 2), duration("wav", 0, model="")]
+
+
+def test_a_failed_unit_of_work_or_a_lost_compare_and_set_records_no_sample(
+    store: SQLStore,
+) -> None:
+    job = make(store, "j")
+    event = NewEvent("poll", "upstream_report", {})
+    with pytest.raises(RuntimeError), store.unit_of_work() as unit:
+        unit.apply(unit.get_job(job.id), None, event, T0, sample=duration("generate_music", 0))
+        raise RuntimeError("the writer died mid-batch")
+    stale = replace(job, version=job.version - 1)
+    with pytest.raises(StaleJob):
+        store.apply(stale, None, event, T0, sample=duration("generate_music", 1))
+    assert store.durations(10) == []
+
+
+def test_the_history_is_bounded_per_kind_and_model(store: SQLStore) -> None:
+    job = make(store, "j")
+    event = NewEvent("poll", "upstream_report", {})
+    with store.unit_of_work() as unit:
+        for n in range(KEPT_PER_GROUP + 3):
+            job = unit.apply(job, None, event, T0, sample=duration("generate_music", n))
+        job = unit.apply(job, None, event, T0, sample=duration("generate_music", 0, "V5"))
+    kept = store.durations(KEPT_PER_GROUP + 10)
+    ours = [s for s in kept if s.model == "V4_5"]
+    assert len(ours) == KEPT_PER_GROUP  # the oldest three are gone, the other model untouched
+    assert ours[0] == duration("generate_music", KEPT_PER_GROUP + 2)
+    assert ours[-1] == duration("generate_music", 3)
+    assert [s for s in kept if s.model == "V5"] == [duration("generate_music", 0, "V5")]
 
 
 # --- claims ----------------------------------------------------------------------------------
