@@ -65,7 +65,18 @@ def latency_figures(
         if task.get("completed_at") and local.get("seen_at") and state == expected:
             latencies.append((local["seen_at"] - task["completed_at"]) * 1000)
     twice = sum(1 for key in keys if len(owned["accepted"].get(key, [])) > 1)
+    # when the first poll after the outcome reached the upstream: the schedule's part of the
+    # detection latency, without the system's own handling of the answer
+    first_poll_after: dict[str, float] = {}
+    for entry in ledger["poll_log"]:
+        task = tasks.get(entry["taskId"])
+        if task is None or entry["taskId"] not in owned["tasks"] or not task.get("completed_at"):
+            continue
+        if entry["time"] >= task["completed_at"] and entry["taskId"] not in first_poll_after:
+            first_poll_after[entry["taskId"]] = (entry["time"] - task["completed_at"]) * 1000
+    polled = list(first_poll_after.values())
     return {
+        "poll_after_ms_mean": sum(polled) / len(polled) if polled else None,
         "jobs": len(keys),
         "latency_ms_p50": pct(latencies, 50),
         "latency_ms_mean": sum(latencies) / len(latencies) if latencies else None,
