@@ -65,6 +65,12 @@ class DurationSample:
             return self.done
         return None
 
+    def called_back(self, stage: UpstreamStatus) -> bool:
+        """Whether a callback announced the stage: only a callback gives an exact bracket
+        (a poll's starts at the report before it)."""
+        bracket = self.bracket(stage)
+        return bracket is not None and bracket[0] == bracket[1]
+
     def at(self, stage: UpstreamStatus, u: float = 0.5) -> float | None:
         """The stage's time at position ``u`` of its bracket (0: its start, 1: its end)."""
         bracket = self.bracket(stage)
@@ -192,6 +198,9 @@ class Learned:
     done: Points
     reach: Mapping[str, Points]
     remaining: Mapping[str, Points]
+    #: of the jobs whose progress was called back, the (weighted) share whose terminal
+    #: callback never came (the success was seen by a poll); None: no progress callbacks
+    terminal_loss: float | None = None
 
     @classmethod
     def of(cls, samples: Sequence[DurationSample], half_life: float) -> Learned:
@@ -209,7 +218,12 @@ class Learned:
                 estimate([(max(0.0, d[0] - b[1]), max(0.0, d[1] - b[0]), w) for b, d, w in seen]),
                 24,
             )
-        return cls(len(samples), done, MappingProxyType(reach), MappingProxyType(remaining))
+        progress = [(s, w) for s, w in weighted if any(s.called_back(p) for p in STAGES[:-1])]
+        loss = None
+        if progress:
+            lost = sum(w for s, w in progress if not s.called_back(UpstreamStatus.SUCCESS))
+            loss = lost / sum(w for _, w in progress)
+        return cls(len(samples), done, MappingProxyType(reach), MappingProxyType(remaining), loss)
 
 
 @dataclass(frozen=True)

@@ -656,7 +656,13 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
         # The learned durations say when the terminal callback should have come by.
         timeline, stored = _seen(job, report.status, now, exact=True)
         learned = schedule.safety_net(
-            job.kind, model_of(job.params), timeline, _elapsed(job, now), policy.adaptive
+            job.kind,
+            model_of(job.params),
+            timeline,
+            _elapsed(job, now),
+            job.polls,
+            policy.poll_interval_s,
+            policy.adaptive,
         )
         if learned is not None and learned.delay_s is not None:
             safety, why = _after(now, learned.delay_s), learned.note

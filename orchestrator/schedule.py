@@ -273,14 +273,34 @@ def next_poll(
 
 
 def safety_net(
-    kind: str, model: str, timeline: Timeline, elapsed: float, knobs: Adaptive
+    kind: str,
+    model: str,
+    timeline: Timeline,
+    elapsed: float,
+    polls: int,
+    interval_s: float,
+    knobs: Adaptive,
 ) -> NextPoll | None:
     """After a progress callback: poll when the terminal callback should have come by, plus a
-    margin (None: nothing learned, or fixed strategy; the caller keeps its fixed factor)."""
+    margin (None: nothing learned, or fixed strategy; the caller keeps its fixed factor).
+
+    That one late look is enough while terminal callbacks are rarely lost. When the learned
+    jobs say they are lost more often than the safety net may miss (1 - ``quantile``), the
+    job keeps the full adaptive schedule from the stage its callback announced.
+    """
     if knobs.strategy == PollStrategy.FIXED:
         return None
     learned = knobs.book.lookup(kind, model, knobs.min_samples)
-    points = conditional(learned, timeline, elapsed) if learned is not None else []
+    if learned is None:
+        return None
+    loss = learned.terminal_loss
+    if loss is not None and loss > 1 - knobs.quantile:
+        plan = next_poll(kind, model, timeline, elapsed, polls, interval_s, knobs)
+        why = f"terminal callbacks lost for {loss:.0%} of learned {kind} jobs"
+        if plan.delay_s is None:
+            return NextPoll(interval_s, f"{why}: every {interval_s:g} s")
+        return NextPoll(plan.delay_s, f"{why}; {plan.note}")
+    points = conditional(learned, timeline, elapsed)
     if not points:
         return None
     target = weighted_quantile(points, knobs.quantile)

@@ -198,18 +198,17 @@ class Run:
             stop_all(systems)
             server.stop()
 
-    def adaptive(self, n: int, seed: int) -> None:
-        """No callbacks, log-normal durations: the orchestrator with fixed intervals of 10,
-        20, 30 and 60 s and adaptive (after a warm-up batch it learned from, in the same
-        database), and the baselines at 30 s, all at once on one sandbox."""
-        tag = "adaptive"
-        faults, durations = "drop=1", "lognormal"
+    def adaptive(self, n: int, seed: int, tag: str = "adaptive", faults: str = "drop=1") -> None:
+        """Log-normal durations, every callback dropped (or ``faults``): the orchestrator with
+        fixed intervals of 10, 20, 30 and 60 s and adaptive (after a warm-up it learned from,
+        in the same database), and the baselines at 30 s, all at once on one sandbox."""
+        durations = "lognormal"
         log(
             f"{tag}: warm-up of {n} jobs in waves of {WAVE}, then {n} jobs per system,"
             f" durations {durations}"
         )
         server = sandbox(faults, self.scale, seed, durations)
-        work = self.work / tag / "orch-adaptive"
+        work = self.work / tag / "orch-adaptive"  # (faults) the warm-up's as the run's
         systems: list[System] = []
         try:
             # a finer tick than the latency scenarios' 0.1 s: at time scale 0.03 that would be
@@ -500,7 +499,8 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these scenarios (latency, chaos, scale, ingest, adaptive, lag)",
+        help="run only these scenarios (latency, chaos, scale, ingest, adaptive, lag); adaptive"
+        " runs with every callback dropped and with half of them",
     )
     parser.add_argument(
         "--scale",
@@ -543,6 +543,7 @@ def main() -> int:
                 run.ingest(50, 2.0 if args.quick else 10.0, args.seed)
             if "adaptive" in only:
                 run.adaptive(n, args.seed)
+                run.adaptive(n, args.seed, "adaptive-drop-50", "drop=0.5")
             if "lag" in only:
                 run.lag(max(5, n // 4), args.seed)
         except KeyboardInterrupt:

@@ -236,14 +236,34 @@ def test_the_history_keeps_the_newest_of_each_group() -> None:
 
 def test_after_a_progress_callback_the_safety_net_is_when_the_terminal_one_was_due() -> None:
     seen = Timeline.start(0).seen(U.FIRST_SUCCESS, 40.0, exact=True)
-    net = safety_net(KIND, "V4", seen, 40.0, KNOBS)
+    net = safety_net(KIND, "V4", seen, 40.0, 1, I, KNOBS)
     assert net is not None and net.delay_s is not None
     gaps = sorted(s.done[1] - s.first[1] for s in realistic(100))  # type: ignore[index]
     q95 = gaps[94]
     assert q95 + KNOBS.safety_margin_s - 3 <= net.delay_s <= q95 + KNOBS.safety_margin_s + 3
     assert net.delay_s < 3 * I  # far sooner than the fixed factor's 90 s
-    assert safety_net(KIND, "V4", seen, 40.0, Adaptive(PollStrategy.FIXED)) is None
-    assert safety_net(KIND, "V4", seen, 40.0, Adaptive()) is None  # nothing learned
+    assert safety_net(KIND, "V4", seen, 40.0, 1, I, Adaptive(PollStrategy.FIXED)) is None
+    assert safety_net(KIND, "V4", seen, 40.0, 1, I, Adaptive()) is None  # nothing learned
+
+
+def test_when_terminal_callbacks_are_often_lost_the_full_schedule_follows_a_progress_one() -> None:
+    calm = realistic(100)  # every stage called back (exact brackets): nothing lost
+    assert KNOBS.book.lookup(KIND, "V4", 5).terminal_loss == 0.0  # type: ignore[union-attr]
+    # half of them: the complete callback never came, a poll saw the success in a bracket
+    lossy = [
+        replace(s, done=(s.done[0] - 3.0, s.done[1])) if i % 2 else s for i, s in enumerate(calm)
+    ]
+    knobs = Adaptive(book=book_of(lossy))
+    loss = knobs.book.lookup(KIND, "V4", 5).terminal_loss  # type: ignore[union-attr]
+    assert loss == pytest.approx(0.5, abs=0.05)
+    seen = Timeline.start(0).seen(U.FIRST_SUCCESS, 40.0, exact=True)
+    net = safety_net(KIND, "V4", seen, 40.0, 1, I, knobs)
+    plan = next_poll(KIND, "V4", seen, 40.0, 1, I, knobs)
+    assert net is not None and plan.delay_s is not None
+    assert net.delay_s == plan.delay_s  # the schedule's next slice, not one late look
+    assert net.note.startswith("terminal callbacks lost for ") and plan.note in net.note
+    sparse = safety_net(KIND, "V4", seen, 40.0, 1, I, KNOBS)
+    assert sparse is not None and sparse.delay_s is not None and net.delay_s < sparse.delay_s
 
 
 @pytest.mark.parametrize("lag", [2.0, 5.0, 10.0, 30.0])
