@@ -42,7 +42,7 @@ from scripts.chaos import FAULTS as CHAOS_FAULTS
 
 BASELINES = ("recipe", "apscheduler", "celery")
 #: the orchestrators' tick in the adaptive scenario, and its warm-up's wave (see Run.adaptive)
-ADAPTIVE_TICK_S = 0.02
+ADAPTIVE_TICK_S = 0.05
 WAVE = 10
 
 
@@ -212,8 +212,8 @@ class Run:
         systems: list[System] = []
         try:
             # a finer tick than the latency scenarios' 0.1 s: at time scale 0.03 that would be
-            # 3.3 s of scaled time, as coarse as the slices the schedule aims at (the daemon's
-            # own default, 0.2 s of real time, is 0.7 % of a 30 s interval; 0.02 s here is 2 %)
+            # 3.3 s of scaled time, as coarse as the slices the schedule aims at; not finer
+            # than 0.05 s, or five daemons ticking share two cores with the baselines
             tick = ADAPTIVE_TICK_S
             warm = OrchestratorSystem(
                 work, server.url, interval_s=self.interval, scale=self.scale, tick_s=tick

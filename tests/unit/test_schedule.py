@@ -205,6 +205,19 @@ def test_wide_brackets_take_their_shape_from_narrow_ones() -> None:
     assert weighted_quantile(points, 0.05) >= 58.0 and weighted_quantile(points, 0.95) <= 66.0
 
 
+def test_the_estimate_is_smooth_not_a_spike_on_the_narrowest_cells() -> None:
+    rng = random.Random(4)
+    truth = [50.0 + rng.gauss(0, 5) for _ in range(200)]
+    polled = []  # seen by a schedule's polls: the same few times for all, a little jitter
+    for value in truth:
+        times = [0.0] + [t * (1 + 0.02 * (rng.random() - 0.5)) for t in (44, 49, 52, 58, 80)]
+        hit = next(i for i, t in enumerate(times) if t >= value)
+        polled.append((times[hit - 1], times[hit], 1.0))
+    points = estimate(polled)
+    for q in (0.1, 0.25, 0.5, 0.75, 0.9):
+        assert abs(weighted_quantile(points, q) - sorted(truth)[int(q * 200)]) < 2.0
+
+
 def test_a_timeline_brackets_each_stage_between_two_reports() -> None:
     timeline = Timeline.start(3)
     timeline = timeline.seen(U.PENDING, 10.0, exact=False)
