@@ -206,7 +206,22 @@ def _stored(job: Job, timeline: Timeline) -> dict[str, Any]:
 def _planned(
     job: Job, timeline: Timeline, elapsed: float, now: datetime, policy: Policy, polls: int
 ) -> dict[str, Any]:
-    """The next regular poll (fixed or adaptive, :mod:`orchestrator.schedule`) and why."""
+    """The next regular poll (fixed or adaptive, :mod:`orchestrator.schedule`) and why. A
+    job whose progress was called back stays on the safety net (a poll that found it still
+    running does not turn it into a polled job)."""
+    if timeline.called_back():
+        net = schedule.safety_net(
+            job.kind,
+            model_of(job.params),
+            timeline,
+            elapsed,
+            polls,
+            policy.poll_interval_s,
+            policy.adaptive,
+        )
+        if net is not None and net.delay_s is not None:
+            delay = max(policy.adaptive.min_gap_s, net.delay_s)
+            return {"next_poll_at": _after(now, delay), "poll_note": net.note}
     plan = schedule.next_poll(
         job.kind,
         model_of(job.params),

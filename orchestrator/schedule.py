@@ -136,6 +136,11 @@ class Timeline:
                 stages[stage.value] = (elapsed, elapsed)  # a callback narrows a poll's bracket
         return Timeline(stages, max(self.last_s, elapsed), self.polls_at_accept)
 
+    def called_back(self) -> bool:
+        """Whether a callback announced any progress of this attempt (an exact bracket):
+        its callbacks are alive, so its outcome will most likely be announced too."""
+        return any(lo == hi for stage, (lo, hi) in self.stages.items() if stage != STAGES[-1].value)
+
     def up_to(self, rank: int) -> Timeline:
         """Without the stages beyond ``rank`` (what only an unconfirmed callback claimed)."""
         kept = {k: v for k, v in self.stages.items() if STATUS_RANK[UpstreamStatus(k)] <= rank}
