@@ -14,7 +14,7 @@ It writes to the same database as the daemon; the daemon (``orchestrator run``) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -44,10 +44,18 @@ class Orchestrator:
         )
 
     def submit(
-        self, kind: str, params: Mapping[str, Any] | None = None, *, key: str | None = None
+        self,
+        kind: str,
+        params: Mapping[str, Any] | None = None,
+        *,
+        key: str | None = None,
+        after: str | Sequence[str] | None = None,
+        for_each: str | None = None,
     ) -> Job:
-        """Record a job (idempotent by key) and return it."""
-        job, _created = self.service.submit(kind, params or {}, key)
+        """Record a job (idempotent by key) and return it. With ``after`` it waits for those
+        jobs and its params may refer to their results (``${song.tracks[0].id}``);
+        ``for_each="song.tracks"`` makes one child per track (docs/pipelines.md)."""
+        job, _created = self.service.submit(kind, params or {}, key, after=after, for_each=for_each)
         return job
 
     def get(self, key: str) -> Job:
@@ -90,6 +98,13 @@ class Orchestrator:
 
     def cancel(self, key: str) -> Job:
         return self.service.cancel(key)
+
+    def cancel_tree(self, key: str) -> tuple[Job, ...]:
+        """Cancel the job and every job below it that is not finished; returns those."""
+        return self.service.cancel_tree(key)
+
+    def children(self, key: str) -> tuple[str, ...]:
+        return self.service.detail(key).children
 
     def retry(self, key: str) -> Job:
         return self.service.retry(key)

@@ -158,6 +158,9 @@ class JobEntry:
     key: str
     kind: str
     params: dict[str, Any]
+    #: parents (a pipeline): the job waits for them; its params may refer to their results
+    after: tuple[str, ...] = ()
+    for_each: str | None = None
 
 
 @dataclass(frozen=True)
@@ -355,6 +358,7 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
 def _parse_jobs(raw_jobs: Any, where: str) -> tuple[JobEntry, ...]:
     from orchestrator.exceptions import InvalidParams
     from orchestrator.kinds import validate_params
+    from orchestrator.pipelines import Known, Spec, check_all, unresolved_fields
 
     if not isinstance(raw_jobs, list):
         raise ConfigError(f"{where}: jobs must be an array of tables ([[jobs]])")
@@ -364,7 +368,7 @@ def _parse_jobs(raw_jobs: Any, where: str) -> tuple[JobEntry, ...]:
         label = f"{where} [[jobs]] #{index}"
         if not isinstance(item, Mapping):
             raise ConfigError(f"{label}: must be a table")
-        unknown = set(item) - {"key", "kind", "params"}
+        unknown = set(item) - {"key", "kind", "params", "after", "for_each"}
         if unknown:
             raise ConfigError(f"{label}: unknown key(s) {', '.join(sorted(unknown))}")
         key, kind, params = item.get("key"), item.get("kind"), item.get("params", {})
@@ -378,11 +382,27 @@ def _parse_jobs(raw_jobs: Any, where: str) -> tuple[JobEntry, ...]:
             raise ConfigError(f"{label} ({key}): kind must be a string")
         if not isinstance(params, Mapping):
             raise ConfigError(f"{label} ({key}): params must be a table")
+        after_raw = item.get("after", [])
+        after = (after_raw,) if isinstance(after_raw, str) else after_raw
+        if not isinstance(after, list | tuple) or not all(isinstance(a, str) for a in after):
+            raise ConfigError(f"{label} ({key}): after must be a job key or a list of job keys")
+        for_each = item.get("for_each")
+        if for_each is not None and not isinstance(for_each, str):
+            raise ConfigError(f"{label} ({key}): for_each must be a string (KEY.tracks)")
+        entry = JobEntry(
+            key=key, kind=kind, params=dict(params), after=tuple(after), for_each=for_each
+        )
         try:
-            validate_params(kind, params)
+            validate_params(kind, params, unresolved_fields(params) if after else frozenset())
         except InvalidParams as exc:
             raise ConfigError(f"{label} ({key}): {exc}") from exc
-        entries.append(JobEntry(key=key, kind=kind, params=dict(params)))
+        entries.append(entry)
+    specs = [Spec(e.key, e.kind, e.params, e.after, e.for_each) for e in entries]
+    try:
+        # parents among the file's jobs (one recorded earlier is checked at `run`)
+        check_all(specs, lambda key: Known("?"))
+    except InvalidParams as exc:
+        raise ConfigError(f"{where} [[jobs]]: {exc}") from exc
     return tuple(entries)
 
 

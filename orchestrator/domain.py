@@ -40,7 +40,7 @@ class Artifact:
 
 @dataclass(frozen=True)
 class JobError:
-    stage: str  #: "submit" | "upstream" | "download" | "deadline" | "operator"
+    stage: str  #: "submit" | "upstream" | "download" | "deadline" | "operator" | "dependency"
     code: int | str | None
     message: str
 
@@ -96,6 +96,12 @@ class Job:
     timeline: JSON | None = None
     #: why the next poll is when it is (the schedule's explanation, for `show`)
     poll_note: str | None = None
+    #: keys of the jobs this one waits for (``after``; a for_each child: its for_each job)
+    parents: tuple[str, ...] = ()
+    #: ``KEY.tracks`` or ``KEY.result.PATH``: one child per item, made when the parents complete
+    for_each: str | None = None
+    #: the params as written, references unresolved (None: the job has no parents)
+    template: JSON | None = None
 
     def artifact(self, name: str) -> Artifact | None:
         for artifact in self.artifacts:
@@ -137,6 +143,8 @@ class Job:
             "next_poll_reason": self.poll_note if self.next_poll_at is not None else None,
             "deadline_at": isoformat(self.deadline_at),
             "upstream_status": self.upstream_status,
+            "parents": list(self.parents),
+            "for_each": self.for_each,
         }
 
 
@@ -148,6 +156,19 @@ class NewJob:
     kind: str
     params: JSON
     provider: str
+    #: parents: the job is recorded `waiting` and released once they all completed
+    after: tuple[str, ...] = ()
+    for_each: str | None = None
+    #: a for_each child: its params are resolved already, it is recorded `queued`
+    resolved: bool = False
+
+    @property
+    def initial_state(self) -> JobState:
+        return JobState.WAITING if self.after and not self.resolved else JobState.QUEUED
+
+    @property
+    def template(self) -> JSON | None:
+        return self.params if self.after and not self.resolved else None
 
 
 @dataclass(frozen=True)

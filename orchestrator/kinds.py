@@ -93,8 +93,13 @@ def get_kind(name: str) -> Kind:
         raise InvalidParams(f"unknown kind {name!r} (known: {known})") from None
 
 
-def validate_params(kind_name: str, params: Mapping[str, Any]) -> None:
-    """Refuse params the upstream would refuse anyway, before any credit is at stake."""
+def validate_params(
+    kind_name: str, params: Mapping[str, Any], unresolved: frozenset[str] = frozenset()
+) -> None:
+    """Refuse params the upstream would refuse anyway, before any credit is at stake.
+
+    ``unresolved`` names params that still hold a pipeline reference: they must be present,
+    and their values are checked once resolved (when the job is released)."""
     kind = get_kind(kind_name)
     problem = json_problem(dict(params), "params")
     if problem:
@@ -105,7 +110,7 @@ def validate_params(kind_name: str, params: Mapping[str, Any]) -> None:
     if missing:
         raise InvalidParams(f"{kind.name} needs {', '.join(missing)}")
     for name, (typ, max_len) in kind.types.items():
-        if name not in params:
+        if name not in params or name in unresolved:
             continue
         value = params[name]
         # bool is an int subclass: a number field must not take true/false
@@ -114,6 +119,8 @@ def validate_params(kind_name: str, params: Mapping[str, Any]) -> None:
             raise InvalidParams(f"{name} must be a {want}, got {value!r}")
         if max_len is not None and isinstance(value, str) and len(value) > max_len:
             raise InvalidParams(f"{name} is {len(value)} characters; at most {max_len}")
+    if unresolved & {"customMode", "prompt", "infillStartS", "infillEndS", "fullLyrics"}:
+        return  # the rules between fields wait for the resolved values
     if kind.name == "generate_music" and params.get("customMode") is False:
         prompt = params.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():

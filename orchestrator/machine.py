@@ -29,10 +29,15 @@ from orchestrator.observations import (
     ArtifactStored,
     CallbackReceived,
     CancelRequested,
+    ChildrenCompleted,
+    ChildrenRecorded,
     DeadlinePassed,
+    DependencyFailed,
+    DependencyRetried,
     DownloadFailed,
     DownloadFailure,
     Observation,
+    ParentsCompleted,
     Polled,
     PollFailed,
     Resolution,
@@ -47,6 +52,7 @@ from orchestrator.observations import (
     UpstreamReport,
     UpstreamStatus,
 )
+from orchestrator.pipelines import PARENT_FAILED, expanded
 from orchestrator.schedule import Adaptive, Timeline
 from orchestrator.states import POLLABLE, TERMINAL, JobState, is_allowed
 
@@ -633,7 +639,7 @@ def _callback(job: Job, obs: Observation, now: datetime, policy: Policy) -> Tran
         if STATUS_RANK[report.status] > STATUS_RANK[UpstreamStatus.PENDING]:
             return accepted.with_changes(hint=report.status.value, hint_polls=0)
         return accepted
-    if job.state in TERMINAL or job.state == S.QUEUED:
+    if job.state in TERMINAL or job.state in (S.QUEUED, S.WAITING):
         return None
     if report.task_id and job.task_id and report.task_id != job.task_id:
         return None
@@ -836,29 +842,36 @@ def _retry(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transit
         )
     if job.state not in (S.FAILED, S.CANCELLED, S.TIMED_OUT):
         return None
-    return Transition(
-        S.QUEUED,
-        {
-            "task_id": None,
-            "submit_attempts": 0,
-            # a new attempt: the old one's tokens and late answers no longer count
-            "attempt": job.attempt + 1,
-            "result": None,
-            "artifacts": (),
-            "error": None,
-            "finished_at": None,
-            "next_poll_at": None,
-            "deadline_at": None,
-            "not_before": None,
-            "hint": None,
-            "hint_polls": 0,
-            "poll_failures": 0,
-            "upstream_status": None,
-            "accepted_at": None,
-            "timeline": None,
-        },
-        "retry: a new attempt",
-    )
+    if job.for_each is not None and expanded(job) is not None:
+        # its children are what it waits for (the service retries the failed ones)
+        return Transition(
+            S.WAITING, {"error": None, "finished_at": None}, "retry: wait for the children again"
+        )
+    fresh = {
+        "task_id": None,
+        "submit_attempts": 0,
+        # a new attempt: the old one's tokens and late answers no longer count
+        "attempt": job.attempt + 1,
+        "result": None,
+        "artifacts": (),
+        "error": None,
+        "finished_at": None,
+        "next_poll_at": None,
+        "deadline_at": None,
+        "not_before": None,
+        "hint": None,
+        "hint_polls": 0,
+        "poll_failures": 0,
+        "upstream_status": None,
+        "accepted_at": None,
+        "timeline": None,
+    }
+    if job.template is not None:
+        # released again from its parents (the same params, if they completed)
+        return Transition(
+            S.WAITING, {**fresh, "params": job.template}, "retry: wait for the parents again"
+        )
+    return Transition(S.QUEUED, fresh, "retry: a new attempt")
 
 
 def _resolve(job: Job, obs: Observation, now: datetime, policy: Policy) -> Transition | None:
@@ -874,6 +887,62 @@ def _resolve(job: Job, obs: Observation, now: datetime, policy: Policy) -> Trans
     if not obs.task_id:
         return None
     return _proved_accepted(job, obs.task_id, now, policy, "operator: taskId given")
+
+
+# --- pipelines -------------------------------------------------------------------------------
+
+
+def _parents_completed(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
+    assert isinstance(obs, ParentsCompleted)
+    if job.state != S.WAITING or job.for_each is not None:
+        return None
+    return Transition(
+        S.QUEUED, {"params": obs.params, "not_before": None}, "every parent completed"
+    )
+
+
+def _children_recorded(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
+    assert isinstance(obs, ChildrenRecorded)
+    if job.state != S.WAITING or job.for_each is None or expanded(job) is not None:
+        return None
+    return Transition(
+        S.WAITING,
+        {"result": {"children": list(obs.children)}},
+        f"{len(obs.children)} children recorded",
+    )
+
+
+def _children_completed(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
+    if job.state != S.WAITING or expanded(job) is None:
+        return None
+    return _finish(S.COMPLETED, now, "every child completed")
+
+
+def _dependency_failed(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
+    assert isinstance(obs, DependencyFailed)
+    if job.state != S.WAITING:
+        return None
+    return _finish(S.FAILED, now, obs.message, error=JobError("dependency", obs.code, obs.message))
+
+
+def _dependency_retried(
+    job: Job, obs: Observation, now: datetime, policy: Policy
+) -> Transition | None:
+    error = job.error
+    if job.state != S.FAILED or error is None or error.code != PARENT_FAILED:
+        return None
+    assert isinstance(obs, DependencyRetried)
+    return Transition(
+        S.WAITING, {"error": None, "finished_at": None}, f"{obs.parent} retried: waiting again"
+    )
 
 
 _HANDLERS = {
@@ -892,4 +961,9 @@ _HANDLERS = {
     CancelRequested: _cancel,
     RetryRequested: _retry,
     ResolveRequested: _resolve,
+    ParentsCompleted: _parents_completed,
+    ChildrenRecorded: _children_recorded,
+    ChildrenCompleted: _children_completed,
+    DependencyFailed: _dependency_failed,
+    DependencyRetried: _dependency_retried,
 }

@@ -217,6 +217,56 @@ class UncertainGraceOver(Observation):
     name: ClassVar[str] = "uncertain_grace_over"
 
 
+# --- pipelines (the releaser) ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParentsCompleted(Observation):
+    """Every parent of a `waiting` job completed; ``params`` are its references resolved."""
+
+    source: ClassVar[str] = "pipeline"
+    name: ClassVar[str] = "parents_completed"
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ChildrenRecorded(Observation):
+    """A for_each job's children (one per item) are recorded."""
+
+    source: ClassVar[str] = "pipeline"
+    name: ClassVar[str] = "children_recorded"
+    children: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ChildrenCompleted(Observation):
+    """Every child of a for_each job completed."""
+
+    source: ClassVar[str] = "pipeline"
+    name: ClassVar[str] = "children_completed"
+
+
+@dataclass(frozen=True)
+class DependencyFailed(Observation):
+    """A parent (or a for_each job's child) did not complete, or a reference could not be
+    resolved from what it produced. ``code``: orchestrator.pipelines.PARENT_FAILED or
+    BAD_REFERENCE."""
+
+    source: ClassVar[str] = "pipeline"
+    name: ClassVar[str] = "dependency_failed"
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class DependencyRetried(Observation):
+    """The job that failed this one's pipeline was retried: wait for it again."""
+
+    source: ClassVar[str] = "pipeline"
+    name: ClassVar[str] = "dependency_retried"
+    parent: str
+
+
 # --- operator --------------------------------------------------------------------------------
 
 

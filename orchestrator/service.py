@@ -15,19 +15,98 @@ from typing import Any
 from orchestrator.clock import utcnow
 from orchestrator.config import validate_job_key
 from orchestrator.domain import Event, Job, NewJob
-from orchestrator.exceptions import ConfigError, InvalidParams, InvalidTransition, UsageError
+from orchestrator.exceptions import (
+    ConfigError,
+    InvalidParams,
+    InvalidTransition,
+    JobNotFound,
+    UsageError,
+)
 from orchestrator.kinds import validate_params
 from orchestrator.machine import Policy
 from orchestrator.observations import (
     CancelRequested,
+    DependencyRetried,
     Observation,
     Resolution,
     ResolveRequested,
     RetryRequested,
 )
+from orchestrator.pipelines import (
+    PARENT_FAILED,
+    Known,
+    Spec,
+    Wait,
+    check,
+    check_all,
+    expanded,
+    ordered,
+    related_keys,
+    settle,
+    unresolved_fields,
+)
 from orchestrator.reconciler import Reconciler
-from orchestrator.states import JobState
+from orchestrator.states import FINISHED, JobState
 from orchestrator.stores.base import Store
+
+
+def as_keys(after: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``after`` as given (one key or a list) as a tuple of keys."""
+    if after is None:
+        return ()
+    if isinstance(after, str):
+        return (after,)
+    if not all(isinstance(key, str) for key in after):
+        raise InvalidParams("after must be a job key or a list of job keys")
+    return tuple(after)
+
+
+def children_index(jobs: Sequence[Job]) -> dict[str, list[str]]:
+    """Each job's children (the jobs whose parents name it), in creation order."""
+    index: dict[str, list[str]] = {}
+    for job in jobs:
+        for parent in job.parents:
+            index.setdefault(parent, []).append(job.key)
+    return index
+
+
+def tree_order(jobs: Sequence[Job]) -> list[tuple[Job, str]]:
+    """``jobs`` as a forest: each job after its first listed parent, with a prefix that
+    draws the tree ("├─ ", "│  └─ ", ...); a job whose parents are not listed is a root."""
+    by_key = {job.key: job for job in jobs}
+    below: dict[str, list[Job]] = {}
+    roots: list[Job] = []
+    for job in jobs:
+        parent = next((p for p in job.parents if p in by_key), None)
+        if parent is None:
+            roots.append(job)
+        else:
+            below.setdefault(parent, []).append(job)
+    out: list[tuple[Job, str]] = []
+    placed: set[str] = set()
+
+    def place(job: Job, lead: str, prefix: str) -> None:
+        if job.key in placed:
+            return
+        placed.add(job.key)
+        out.append((job, prefix))
+        kids = below.get(job.key, [])
+        for n, kid in enumerate(kids):
+            last = n == len(kids) - 1
+            place(kid, lead + ("   " if last else "│  "), lead + ("└─ " if last else "├─ "))
+
+    for root in roots:
+        place(root, "", "")
+    for job in jobs:  # a cycle cannot be recorded; anything left is listed flat
+        place(job, "", "")
+    return out
+
+
+def tree_json(job: Job, index: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """The job as JSON with its children (status --json, show --json, the HTTP API)."""
+    body = job.to_json()
+    body["children"] = list(index.get(job.key, ()))
+    return body
 
 
 @dataclass(frozen=True)
@@ -35,6 +114,14 @@ class JobDetail:
     job: Job
     events: list[Event]
     why: str  #: one sentence: why the job is where it is, and what happens next
+    #: the jobs that wait for this one (after = it; a for_each job's children)
+    children: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        body = self.job.to_json()
+        body["children"] = list(self.children)
+        body["why"] = self.why
+        return body
 
 
 class JobService:
@@ -54,20 +141,72 @@ class JobService:
         self.clock = clock
 
     def submit(
-        self, kind: str, params: Mapping[str, Any], key: str | None = None
+        self,
+        kind: str,
+        params: Mapping[str, Any],
+        key: str | None = None,
+        *,
+        after: str | Sequence[str] | None = None,
+        for_each: str | None = None,
     ) -> tuple[Job, bool]:
-        """Record a job; the same key with the same params returns the existing one."""
-        validate_params(kind, params)
+        """Record a job; the same key with the same params returns the existing one.
+
+        With ``after`` the job waits for those parents (recorded jobs) and its params may
+        refer to what they produce (orchestrator.pipelines)."""
+        parents = as_keys(after)
         if key is None:
             key = f"{kind.replace('_', '-')}-{self.clock():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
-        else:
-            try:
-                validate_job_key(key)
-            except ConfigError as exc:
-                raise InvalidParams(str(exc)) from None
-        return self.store.create_job(
-            NewJob(key=key, kind=kind, params=dict(params), provider=self.provider), self.clock()
+        spec = self._spec(key, kind, params, parents, for_each)
+        check(spec, self._known)
+        return self._create(spec)
+
+    def submit_all(self, specs: Sequence[Spec]) -> list[tuple[Job, bool]]:
+        """Record jobs that may wait for each other (a config's [[jobs]]): every one is
+        checked before any is recorded, parents first."""
+        checked = [self._spec(s.key, s.kind, s.params, s.after, s.for_each) for s in specs]
+        check_all(checked, self._known)
+        return [self._create(spec) for spec in ordered(checked)]
+
+    def _spec(
+        self,
+        key: str,
+        kind: str,
+        params: Mapping[str, Any],
+        after: tuple[str, ...],
+        for_each: str | None,
+    ) -> Spec:
+        try:
+            validate_job_key(key)
+            if for_each is not None:
+                validate_job_key(f"{key}.{99}", "a for_each job's key")
+        except ConfigError as exc:
+            raise InvalidParams(str(exc)) from None
+        if for_each is not None and not isinstance(for_each, str):
+            raise InvalidParams("for_each must be a string (KEY.tracks or KEY.result.PATH)")
+        unresolved = unresolved_fields(params) if after else frozenset()
+        try:
+            validate_params(kind, params, unresolved)
+        except InvalidParams as exc:
+            raise InvalidParams(f"job {key!r}: {exc}") from None
+        return Spec(key, kind, dict(params), after, for_each)
+
+    def _known(self, key: str) -> Known | None:
+        try:
+            job = self.store.get_job_by_key(key)
+        except JobNotFound:
+            return None
+        return Known(job.kind, job.for_each)
+
+    def _create(self, spec: Spec) -> tuple[Job, bool]:
+        new = NewJob(
+            key=spec.key,
+            kind=spec.kind,
+            params=dict(spec.params),
+            provider=self.provider,
+            after=spec.after,
+            for_each=spec.for_each,
         )
+        return self.store.create_job(new, self.clock())
 
     def get(self, key: str) -> Job:
         return self.store.get_job_by_key(key)
@@ -81,17 +220,83 @@ class JobService:
         job = self.store.get_job_by_key(key)
         events = self.store.events(job.id)
         why = explain(job, self.policy)
+        if job.state == JobState.WAITING:
+            why = self._waiting_why(job)
         older = older_tasks(job, events)
         if older:
             listed = ", ".join(f"{task} (attempt {attempt})" for attempt, task in older)
             why += f"; older attempts' tasks exist upstream (paid for, not tracked): {listed}"
-        return JobDetail(job, events, why)
+        children = tuple(children_index(self.store.list_jobs()).get(job.key, ()))
+        return JobDetail(job, events, why, children)
+
+    def _waiting_why(self, job: Job) -> str:
+        related: dict[str, Job | None] = {}
+        for key in related_keys(job):
+            try:
+                related[key] = self.store.get_job_by_key(key)
+            except JobNotFound:
+                related[key] = None
+        decision = settle(job, related)
+        if isinstance(decision, Wait):
+            return decision.why
+        return (
+            "ready: the daemon acts on it at its next tick ("
+            + type(decision).__name__.lower()
+            + ")"
+        )
 
     def cancel(self, key: str) -> Job:
         return self._operate(key, CancelRequested(), "cancel", "a job that is not finished")
 
+    def cancel_tree(self, key: str) -> tuple[Job, ...]:
+        """Cancel the job and every descendant not finished yet; returns those cancelled."""
+        root = self.store.get_job_by_key(key)
+        jobs = {job.key: job for job in self.store.list_jobs()}
+        index = children_index(list(jobs.values()))
+        cancelled: list[Job] = []
+        for member in [root.key, *descendants(root.key, index)]:
+            job = jobs.get(member)
+            if job is None or job.state in FINISHED - {JobState.TIMED_OUT}:
+                continue
+            outcome = self.reconciler.observe(job, CancelRequested(), self.clock())
+            if outcome.transition is not None:
+                cancelled.append(outcome.job)
+        return tuple(cancelled)
+
     def retry(self, key: str) -> Job:
-        return self._operate(key, RetryRequested(), "retry", "a failed, cancelled or timed-out job")
+        """A new attempt; a for_each job retries its children that did not complete, and
+        every descendant the job failed (stage dependency) waits for it again."""
+        job = self._operate(key, RetryRequested(), "retry", "a failed, cancelled or timed-out job")
+        for child in expanded(job) or ():
+            try:
+                member = self.store.get_job_by_key(child)
+            except JobNotFound:
+                continue
+            if member.state in (JobState.FAILED, JobState.CANCELLED, JobState.TIMED_OUT):
+                self.reconciler.observe(member, RetryRequested(), self.clock())
+        self._revive(job)
+        return self.store.get_job_by_key(key)
+
+    def _revive(self, retried: Job) -> None:
+        """Descendants failed because ``retried`` (or one of them) failed wait again."""
+        jobs = {job.key: job for job in self.store.list_jobs()}
+        index = children_index(list(jobs.values()))
+        todo = [retried.key]
+        while todo:
+            key = todo.pop()
+            job = jobs.get(key)
+            # a for_each child's failure failed its for_each job: that one waits again too
+            dependents = list(index.get(key, ()))
+            if job is not None:
+                dependents += [p for p in job.parents if key in (expanded(jobs[p]) or ())]
+            for name in dependents:
+                other = jobs.get(name)
+                if other is None or other.error is None or other.error.code != PARENT_FAILED:
+                    continue
+                outcome = self.reconciler.observe(other, DependencyRetried(key), self.clock())
+                if outcome.transition is not None:
+                    jobs[name] = outcome.job
+                    todo.append(name)
 
     def resolve(self, key: str, action: Resolution, task_id: str | None = None) -> Job:
         if action == Resolution.TASK_ID and not task_id:
@@ -107,6 +312,20 @@ class JobService:
                 f"{verb} applies to {applies}"
             )
         return outcome.job
+
+
+def descendants(key: str, index: Mapping[str, Sequence[str]]) -> list[str]:
+    """Every job below ``key`` (children, their children, ...), each once, nearest first."""
+    found: list[str] = []
+    seen = {key}
+    todo = [key]
+    while todo:
+        for child in index.get(todo.pop(0), ()):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                todo.append(child)
+    return found
 
 
 def older_tasks(job: Job, events: Sequence[Event]) -> list[tuple[int, str]]:
@@ -134,6 +353,11 @@ def explain(job: Job, policy: Policy) -> str:
 
     s = JobState
     nxt = isoformat(job.next_poll_at)
+    if job.state == s.WAITING:
+        children = expanded(job)
+        if children is not None:
+            return f"a for_each job: done when its {len(children)} children are"
+        return f"waiting for {', '.join(job.parents)} to complete"
     if job.state == s.QUEUED:
         when = f" (not before {isoformat(job.not_before)})" if job.not_before else ""
         return f"waiting for the daemon to submit it{when}"

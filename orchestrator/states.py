@@ -10,6 +10,9 @@ from enum import StrEnum
 
 
 class JobState(StrEnum):
+    #: recorded with parents (``after``); released to `queued` once every parent completed
+    #: (a ``for_each`` job stays here until its children are done)
+    WAITING = "waiting"
     #: accepted locally, not yet sent to the upstream
     QUEUED = "queued"
     #: a worker claimed it; the submit request may be in flight
@@ -37,6 +40,9 @@ S = JobState
 #: Every edge the machine may take. A transition to the same state (a scheduling or partial
 #: result update) is always allowed and is not listed.
 EDGES: dict[JobState, frozenset[JobState]] = {
+    # waiting -> queued: every parent completed (params resolved); -> completed: a for_each
+    # job whose children all completed; -> failed: a parent (or child) did not complete
+    S.WAITING: frozenset({S.QUEUED, S.COMPLETED, S.FAILED, S.CANCELLED}),
     # queued -> pending: the attempt sent before (a retryable error, or `resubmit` of an
     # uncertain job) proves accepted by its callback or a late answer; the resubmit is off
     S.QUEUED: frozenset({S.SUBMITTING, S.PENDING, S.CANCELLED}),
@@ -47,9 +53,11 @@ EDGES: dict[JobState, frozenset[JobState]] = {
     S.RUNNING: frozenset({S.SUCCEEDED, S.FAILED, S.TIMED_OUT, S.CANCELLED}),
     S.SUCCEEDED: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}),
     S.COMPLETED: frozenset(),
-    S.FAILED: frozenset({S.QUEUED, S.SUCCEEDED}),  # `retry` (after a download failure: fetch again)
-    S.TIMED_OUT: frozenset({S.SUCCEEDED, S.QUEUED, S.CANCELLED}),  # late success; `retry`
-    S.CANCELLED: frozenset({S.QUEUED}),  # only by the operator's `retry`
+    # `retry` (after a download failure: fetch again; a job with parents waits for them again)
+    S.FAILED: frozenset({S.QUEUED, S.SUCCEEDED, S.WAITING}),
+    # late success; `retry` (a job with parents waits for them again)
+    S.TIMED_OUT: frozenset({S.SUCCEEDED, S.QUEUED, S.WAITING, S.CANCELLED}),
+    S.CANCELLED: frozenset({S.QUEUED, S.WAITING}),  # only by the operator's `retry`
 }
 
 #: States no upstream observation moves a job out of (operator retry aside).
@@ -63,6 +71,7 @@ POLLABLE: frozenset[JobState] = frozenset({S.PENDING, S.RUNNING, S.SUCCEEDED, S.
 
 #: Progress order: a job never moves to a lower rank through an upstream observation.
 RANK: dict[JobState, int] = {
+    S.WAITING: 0,
     S.QUEUED: 0,
     S.SUBMITTING: 1,
     S.UNCERTAIN: 1,

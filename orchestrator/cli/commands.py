@@ -14,6 +14,7 @@ from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.domain import Job
 from orchestrator.jsonvalues import dumps_strict
 from orchestrator.observations import Resolution
+from orchestrator.service import children_index, tree_json
 from orchestrator.states import JobState
 
 
@@ -39,7 +40,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_submit(args: argparse.Namespace) -> int:
     with _client(args) as orc:
-        job = orc.submit(args.kind, params_from(args), key=args.key)
+        job = orc.submit(
+            args.kind,
+            params_from(args),
+            key=args.key,
+            after=args.after or None,
+            for_each=args.for_each,
+        )
         if not args.wait:
             if args.json:
                 print(dumps_strict(job.to_json(), indent=2))
@@ -65,7 +72,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as orc:
         jobs = orc.list(state=args.state, kind=args.kind)
     if args.json:
-        print(dumps_strict([j.to_json() for j in jobs], indent=2))
+        index = children_index(jobs)
+        print(dumps_strict([tree_json(j, index) for j in jobs], indent=2))
     else:
         render.status_table(jobs)
     return 0
@@ -75,8 +83,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _client(args) as orc:
         detail = orc.detail(args.key)
     if args.json:
-        body = detail.job.to_json()
-        body["why"] = detail.why
+        body = detail.to_json()
         body["events"] = [render.event_json(e) for e in detail.events]
         print(dumps_strict(body, indent=2))
     else:
@@ -86,6 +93,13 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as orc:
+        if args.tree:
+            cancelled = orc.cancel_tree(args.key)
+            for job in cancelled:
+                print(f"{job.key}: {job.state.value}")
+            if not cancelled:
+                print(f"{args.key}: nothing left to cancel in its tree")
+            return 0
         job = orc.cancel(args.key)
     print(f"{job.key}: {job.state.value}")
     return 0

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="the daemon, in the foreground (stops cleanly on SIGTERM/SIGINT)")
 
     p = sub.add_parser("submit", help="record a job and print its key")
-    p.add_argument("kind", help="generate_music | replace_section | music_video")
+    p.add_argument("kind", help="the job kind (generate_music, music_video, wav, ...)")
     p.add_argument(
         "--param",
         action="append",
@@ -46,6 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--params", metavar="JSON", help="params as a JSON object")
     p.add_argument("--key", help="the job's key (default: generated)")
+    p.add_argument(
+        "--after",
+        action="append",
+        metavar="KEY",
+        help="wait for this recorded job to complete first (repeatable); params may refer "
+        "to it: 'audioId=${KEY.tracks[0].id}'",
+    )
+    p.add_argument(
+        "--for-each", metavar="KEY.tracks", help="one child job per item of a parent's list"
+    )
     p.add_argument("--wait", action="store_true", help="follow the job until it finishes")
     p.add_argument(
         "--timeout", type=float, default=None, help="with --wait: give up after N seconds"
@@ -61,12 +71,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key")
     p.add_argument("--json", action="store_true")
 
-    for name, text in (
-        ("cancel", "stop tracking a job"),
-        ("retry", "a new attempt for a failed, cancelled or timed-out job"),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("key")
+    p = sub.add_parser("cancel", help="stop tracking a job")
+    p.add_argument("key")
+    p.add_argument("--tree", action="store_true", help="and every job below it in its pipeline")
+    p = sub.add_parser("retry", help="a new attempt for a failed, cancelled or timed-out job")
+    p.add_argument("key")
 
     p = sub.add_parser("resolve", help="decide an uncertain job")
     p.add_argument("key")

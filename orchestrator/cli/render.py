@@ -10,7 +10,7 @@ from rich.table import Table
 
 from orchestrator.clock import isoformat, utcnow
 from orchestrator.domain import Event, Job
-from orchestrator.service import JobDetail
+from orchestrator.service import JobDetail, tree_order
 from orchestrator.states import JobState
 
 STYLES = {
@@ -22,6 +22,7 @@ STYLES = {
     JobState.CANCELLED: "dim",
     JobState.RUNNING: "cyan",
     JobState.PENDING: "cyan",
+    JobState.WAITING: "magenta",
 }
 
 
@@ -48,7 +49,9 @@ def _state(job: Job) -> str:
     return f"[{style}]{label}[/]" if style else label
 
 
-def status_table(jobs: list[Job]) -> None:
+def status_table(jobs: list[Job], hold: str | None = None) -> None:
+    """The jobs as a table, pipelines drawn as trees; ``hold`` says why queued jobs wait
+    (the credit guard)."""
     console = _console()
     if not jobs:
         console.print("no jobs")
@@ -56,12 +59,16 @@ def status_table(jobs: list[Job]) -> None:
     table = Table(show_edge=False, pad_edge=False)
     for column in ("key", "kind", "state", "upstream", "task", "polls", "cb", "updated", "note"):
         table.add_column(column, no_wrap=column != "note")
-    for job in jobs:
+    for job, prefix in tree_order(jobs):
         note = job.error.message if job.error else ""
         if job.state == JobState.UNCERTAIN:
             note = "needs a decision: orchestrator resolve " + job.key
+        elif job.state == JobState.WAITING:
+            note = "waiting for " + ", ".join(job.parents)
+        elif job.state == JobState.QUEUED and hold:
+            note = hold
         table.add_row(
-            job.key,
+            prefix + job.key,
             job.kind,
             _state(job),
             job.upstream_status or "-",
@@ -99,6 +106,8 @@ def show(detail: JobDetail) -> None:
     for label, value in (
         ("provider", job.provider),
         ("task id", job.task_id or "-"),
+        ("parents", ", ".join(job.parents) or "-"),
+        ("children", ", ".join(detail.children) or "-"),
         ("upstream", job.upstream_status or "-"),
         ("params", _short(job.params)),
         ("next poll", isoformat(job.next_poll_at) or "-"),

@@ -29,14 +29,16 @@ from orchestrator.daemon.downloader import Downloader
 from orchestrator.daemon.learner import Learner
 from orchestrator.daemon.poller import Poller
 from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
+from orchestrator.daemon.releaser import Releaser
 from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.daemon.submitter import Submitter
 from orchestrator.daemon.sweeper import Sweeper
 from orchestrator.domain import Job
 from orchestrator.downloads import AddressPolicy, Fetcher
-from orchestrator.exceptions import ConfigError, JobKeyConflict
+from orchestrator.exceptions import ConfigError, InvalidParams, JobKeyConflict
 from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger, register_secret
+from orchestrator.pipelines import Spec
 from orchestrator.providers import make_provider
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Outcome, Reconciler
@@ -71,6 +73,7 @@ class Parts:
     downloader: Downloader
     sweeper: Sweeper
     learner: Learner
+    releaser: Releaser
 
 
 #: how often the learned durations are re-read (sooner with a shorter poll interval)
@@ -207,8 +210,18 @@ class Daemon:
         learner = Learner(
             store, reconciler, history=s.polling.history, half_life=s.polling.half_life
         )
+        releaser = Releaser(store, reconciler, clock=self.clock, stop=self.stop_event)
         return Parts(
-            store, provider, reconciler, service, submitter, poller, downloader, sweeper, learner
+            store,
+            provider,
+            reconciler,
+            service,
+            submitter,
+            poller,
+            downloader,
+            sweeper,
+            learner,
+            releaser,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -255,6 +268,7 @@ class Daemon:
         scheduler = BackgroundScheduler(timezone="UTC")
         tick = s.polling.tick_s
         for name, fn, every in (
+            ("releaser", parts.releaser.tick, tick),
             ("submitter", parts.submitter.tick, tick),
             ("poller", parts.poller.tick, tick),
             ("downloader", parts.downloader.tick, tick),
@@ -285,18 +299,20 @@ class Daemon:
     def enqueue_config_jobs(self) -> list[Job]:
         """The [[jobs]] of the config, recorded by key: idempotent across restarts."""
         assert self.parts is not None
-        jobs = []
-        for entry in self.settings.jobs:
-            try:
-                job, created = self.parts.service.submit(entry.kind, entry.params, entry.key)
-            except JobKeyConflict as exc:
-                raise ConfigError(
-                    f"[[jobs]] {entry.key!r}: {exc} (give the changed job a new key)"
-                ) from exc
+        specs = [
+            Spec(entry.key, entry.kind, entry.params, entry.after, entry.for_each)
+            for entry in self.settings.jobs
+        ]
+        try:
+            recorded = self.parts.service.submit_all(specs)
+        except JobKeyConflict as exc:
+            raise ConfigError(f"[[jobs]]: {exc} (give the changed job a new key)") from exc
+        except InvalidParams as exc:
+            raise ConfigError(f"[[jobs]]: {exc}") from exc
+        for job, created in recorded:
             if created:
                 log.info("job_enqueued", key=job.key, kind=job.kind, source="config")
-            jobs.append(job)
-        return jobs
+        return [job for job, _ in recorded]
 
     def stop(self) -> None:
         """Stop claiming, let in-flight work finish within the grace period, release leases."""

@@ -36,10 +36,11 @@ from orchestrator.stores.base import (
 )
 from orchestrator.stores.records import (
     CREATED_SOURCE,
-    canonical,
     changed_job,
+    created_payload,
     dumps,
     in_utc,
+    new_job_record,
     same_job,
 )
 
@@ -97,28 +98,17 @@ class MemoryStore:
 
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         now = ensure_utc(now)
-        params = json.loads(canonical(new.params))
         with self._lock:
             state = self._state
             existing = state.keys.get(new.key)
             if existing is not None:
                 return same_job(state.jobs[existing], new), False
-            job = Job(
-                id=state.next_job_id,
-                key=new.key,
-                kind=new.kind,
-                provider=new.provider,
-                state=JobState.QUEUED,
-                params=params,
-                created_at=now,
-                updated_at=now,
-                state_since=now,
-            )
+            job = new_job_record(new, state.next_job_id, now)
             state.next_job_id += 1
             state.jobs[job.id] = job
             state.keys[job.key] = job.id
-            payload = {"kind": new.kind, "provider": new.provider, "params": params}
-            self._append(state, job.id, now, "created", None, JobState.QUEUED, payload, "")
+            payload = created_payload(job)
+            self._append(state, job.id, now, "created", None, job.state, payload, "")
             return job, True
 
     def get_job(self, job_id: int) -> Job:

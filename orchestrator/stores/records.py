@@ -70,13 +70,48 @@ def in_utc(job: Job) -> Job:
     return replace(job, **changes) if changes else job
 
 
+def new_job_record(new: NewJob, job_id: int, now: datetime) -> Job:
+    """The job ``new`` asks for, as first recorded (``queued``, or ``waiting`` for parents)."""
+    params = json.loads(canonical(new.params))
+    return Job(
+        id=job_id,
+        key=new.key,
+        kind=new.kind,
+        provider=new.provider,
+        state=new.initial_state,
+        params=params,
+        created_at=now,
+        updated_at=now,
+        state_since=now,
+        parents=tuple(new.after),
+        for_each=new.for_each,
+        template=params if new.template is not None else None,
+    )
+
+
+def created_payload(job: Job) -> dict[str, Any]:
+    """The `created` event's payload."""
+    payload: dict[str, Any] = {"kind": job.kind, "provider": job.provider, "params": job.params}
+    if job.parents:
+        payload["after"] = list(job.parents)
+    if job.for_each:
+        payload["for_each"] = job.for_each
+    return payload
+
+
 def same_job(existing: Job, new: NewJob) -> Job:
     """``existing`` if ``new`` asks for the same job; else :class:`JobKeyConflict`."""
     differences: list[str] = []
     if existing.kind != new.kind:
         differences.append(f"another kind ({existing.kind!r}, not {new.kind!r})")
-    if canonical(existing.params) != canonical(new.params):
-        differences.append(f"other params ({_params_difference(existing.params, new.params)})")
+    # a released job's params were resolved from its parents: compare what was written
+    written = existing.template if existing.template is not None else existing.params
+    if canonical(written) != canonical(new.params):
+        differences.append(f"other params ({_params_difference(written, new.params)})")
+    if existing.parents != tuple(new.after):
+        differences.append(f"other parents ({', '.join(existing.parents) or 'none'})")
+    if existing.for_each != new.for_each:
+        differences.append(f"another for_each ({existing.for_each or 'none'})")
     if differences:
         raise JobKeyConflict(
             f"a job with key {new.key!r} already exists with {' and '.join(differences)}"

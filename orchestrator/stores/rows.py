@@ -49,6 +49,8 @@ def job_values(job: Job) -> dict[str, Any]:
     values["result"] = dumps(job.result) if job.result is not None else None
     values["error"] = dumps(job.error.to_json()) if job.error is not None else None
     values["timeline"] = dumps(job.timeline) if job.timeline is not None else None
+    values["parents"] = dumps(list(job.parents)) if job.parents else None
+    values["template"] = dumps(job.template) if job.template is not None else None
     del values["id"]
     return values
 
@@ -59,6 +61,8 @@ def job_from_row(row: RowMapping, artifacts: tuple[Artifact, ...]) -> Job:
     values["params"] = json.loads(row["params"])
     values["result"] = json.loads(row["result"]) if row["result"] is not None else None
     values["timeline"] = json.loads(row["timeline"]) if row["timeline"] is not None else None
+    values["parents"] = tuple(json.loads(row["parents"])) if row["parents"] is not None else ()
+    values["template"] = json.loads(row["template"]) if row["template"] is not None else None
     error = json.loads(row["error"]) if row["error"] is not None else None
     values["error"] = (
         JobError(error["stage"], error.get("code"), error["message"]) if error else None

@@ -53,6 +53,12 @@ def _upgrade_2_to_3(conn: Connection) -> None:
         conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {_column_type(conn, name)}"))
 
 
+def _upgrade_3_to_4(conn: Connection) -> None:
+    """Schema 4: pipelines. Jobs recorded before it have no parents."""
+    for name in ("parents", "for_each", "template"):
+        conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {_column_type(conn, name)}"))
+
+
 def _column_type(conn: Connection, name: str) -> str:
     """The ``jobs`` column's type as the table declares it, in this database's dialect."""
     column_type = JOBS.c[name].type
@@ -60,7 +66,11 @@ def _column_type(conn: Connection, name: str) -> str:
 
 
 #: Upgrade steps: ``UPGRADES[n]`` migrates a version-n database to version n + 1.
-UPGRADES: dict[int, Callable[[Connection], None]] = {1: _upgrade_1_to_2, 2: _upgrade_2_to_3}
+UPGRADES: dict[int, Callable[[Connection], None]] = {
+    1: _upgrade_1_to_2,
+    2: _upgrade_2_to_3,
+    3: _upgrade_3_to_4,
+}
 
 #: Key of the PostgreSQL advisory lock that serialises schema creation across daemons.
 PG_SCHEMA_LOCK: Final = 0x6F726368  # "orch"

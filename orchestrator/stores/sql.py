@@ -24,7 +24,6 @@ compare-and-set with its event row), :mod:`.records` (what every backend shares)
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -71,8 +70,9 @@ from orchestrator.stores.postgres import create_postgres_engine
 from orchestrator.stores.queries import POLLABLE_VALUES, due_query, lease_free
 from orchestrator.stores.records import (
     CREATED_SOURCE,
-    canonical,
+    created_payload,
     dumps,
+    new_job_record,
     same_job,
 )
 from orchestrator.stores.rows import (
@@ -210,21 +210,10 @@ class SQLStore:
 
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         now = ensure_utc(now)
-        params_text = canonical(new.params)
         existing = self._find_job(J.key == new.key)
         if existing is not None:
             return same_job(existing, new), False
-        job = Job(
-            id=0,
-            key=new.key,
-            kind=new.kind,
-            provider=new.provider,
-            state=JobState.QUEUED,
-            params=json.loads(params_text),
-            created_at=now,
-            updated_at=now,
-            state_since=now,
-        )
+        job = new_job_record(new, 0, now)
         values = job_values(job)
         try:
             # the same write path as every other write (SQLite: the writer lock, BEGIN
@@ -241,10 +230,8 @@ class SQLStore:
                         source=CREATED_SOURCE,
                         type="created",
                         from_state=None,
-                        to_state=JobState.QUEUED.value,
-                        payload=dumps(
-                            {"kind": new.kind, "provider": new.provider, "params": job.params}
-                        ),
+                        to_state=job.state.value,
+                        payload=dumps(created_payload(job)),
                         note="",
                     )
                 )

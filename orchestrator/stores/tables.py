@@ -22,7 +22,7 @@ from sqlmodel import Field, SQLModel
 from orchestrator.clock import ensure_utc
 
 #: Bump when the schema changes, and add an upgrade step in :mod:`orchestrator.stores.sql`.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -110,6 +110,10 @@ class JobRow(SQLModel, table=True):
     accepted_at: datetime | None = _dt()
     timeline: str | None = _text()
     poll_note: str | None = _text()
+    #: schema 4: pipelines (see domain.Job); parents is a JSON array of keys
+    parents: str | None = _text()
+    for_each: str | None = _text()
+    template: str | None = _text()
     lease_owner: str | None = Field(default=None, sa_column=Column(String))
     lease_expires_at: datetime | None = _dt()
 

@@ -46,7 +46,7 @@ from orchestrator.networks import is_loopback
 from orchestrator.observations import CallbackReceived, UpstreamReport
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Outcome, Pending, Reconciler
-from orchestrator.service import JobService
+from orchestrator.service import JobService, children_index, tree_json
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store, TokenOwner
 from orchestrator.tokens import hash_token
@@ -141,7 +141,8 @@ def create_app(ctx: WebContext) -> Flask:
             except ValueError:
                 return _answer(400, f"unknown state {request.args['state']!r}")
         jobs = ctx.service.list(states=states, kind=request.args.get("kind") or None)
-        return jsonify([j.to_json() for j in jobs]), 200
+        index = children_index(ctx.service.list() if states or request.args.get("kind") else jobs)
+        return jsonify([tree_json(j, index) for j in jobs]), 200
 
     @app.get("/api/jobs/<key>")
     def get_job(key: str) -> tuple[Response, int]:
@@ -149,9 +150,7 @@ def create_app(ctx: WebContext) -> Flask:
             detail = ctx.service.detail(key)
         except JobNotFound as exc:
             return _answer(404, str(exc))
-        body = detail.job.to_json()
-        body["why"] = detail.why
-        return jsonify(body), 200
+        return jsonify(detail.to_json()), 200
 
     @app.post("/api/jobs")
     def submit_job() -> tuple[Response, int]:
@@ -167,8 +166,18 @@ def create_app(ctx: WebContext) -> Flask:
         key = body.get("key")
         if not isinstance(params, dict) or (key is not None and not isinstance(key, str)):
             return _answer(400, "params must be an object and key a string")
+        after, for_each = body.get("after"), body.get("for_each")
+        if after is not None and not (
+            isinstance(after, str)
+            or (isinstance(after, list) and all(isinstance(a, str) for a in after))
+        ):
+            return _answer(400, "after must be a job key or a list of job keys")
+        if for_each is not None and not isinstance(for_each, str):
+            return _answer(400, "for_each must be a string (KEY.tracks or KEY.result.PATH)")
         try:
-            job, created = ctx.service.submit(body["kind"], params, key)
+            job, created = ctx.service.submit(
+                body["kind"], params, key, after=after, for_each=for_each
+            )
         except JobKeyConflict as exc:
             return _answer(409, str(exc))
         except (InvalidParams, UsageError) as exc:
@@ -181,6 +190,9 @@ def create_app(ctx: WebContext) -> Flask:
         if action not in actions:
             return _answer(404, f"unknown action {action!r}")
         try:
+            if action == "cancel" and request.args.get("tree") in ("1", "true"):
+                cancelled = ctx.service.cancel_tree(key)
+                return jsonify([j.to_json() for j in cancelled]), 200
             job = actions[action](key)
         except JobNotFound as exc:
             return _answer(404, str(exc))

@@ -1,6 +1,6 @@
 """The state machine, table-driven: every (state x observation type) pair, then the rules.
 
-The first table has one row per pair of the 10 job states and the 15 observation types
+The first table has one row per pair of the 11 job states and the 20 observation types
 ``decide`` knows, each with the expected ``to_state`` (None: the observation changes nothing).
 A second table crosses the states that talk to the upstream with every upstream status, as a
 poll, a verify-mode callback and a trust-mode callback. The focused tests after it pin down
@@ -27,10 +27,15 @@ from orchestrator.observations import (
     ArtifactStored,
     CallbackReceived,
     CancelRequested,
+    ChildrenCompleted,
+    ChildrenRecorded,
     DeadlinePassed,
+    DependencyFailed,
+    DependencyRetried,
     DownloadFailed,
     DownloadFailure,
     Observation,
+    ParentsCompleted,
     Polled,
     PollFailed,
     Resolution,
@@ -168,6 +173,8 @@ def job_in(state: JobState, **overrides: Any) -> Job:
             "finished_at": ACCEPTED + timedelta(seconds=POLICY.deadline_s),
             "next_poll_at": NOW + timedelta(seconds=60),
         }
+    elif state == S.WAITING:
+        fields = {"parents": ("song-0",), "template": {"prompt": "${song-0.task_id}"}}
     elif state == S.CANCELLED:
         # cancelled while its submit was in flight: no taskId recorded
         fields = {"submit_attempts": 1, "finished_at": NOW - timedelta(minutes=1)}
@@ -217,6 +224,11 @@ SAMPLES: dict[type[Observation], Observation] = {
     CancelRequested: CancelRequested(),
     RetryRequested: RetryRequested(),
     ResolveRequested: ResolveRequested(Resolution.TASK_ID, task_id=TASK),
+    ParentsCompleted: ParentsCompleted({"prompt": "resolved"}),
+    ChildrenRecorded: ChildrenRecorded(("video.0", "video.1")),
+    ChildrenCompleted: ChildrenCompleted(),
+    DependencyFailed: DependencyFailed("parent_failed", "parent 'song-0' ended failed"),
+    DependencyRetried: DependencyRetried("song-0"),
 }
 OBS_TYPES = list(SAMPLES)
 
@@ -224,47 +236,63 @@ NO: None = None  #: no transition
 # columns, in the order of SAMPLES:
 #    started     accepted   sub_fail   unknown    lease      polled     poll_fail  callback
 #    stored      dl_failed  deadline   grace      cancel     retry      resolve
+#    parents_ok  recorded   children   dep_fail   dep_retry
 TABLE: dict[JobState, tuple[JobState | None, ...]] = {
+    S.WAITING: (
+        NO, NO, NO, NO, NO, NO, NO, NO,
+        NO, NO, NO, NO, S.CANCELLED, NO, NO,
+        S.QUEUED, NO, NO, S.FAILED, NO,  # not a for_each job: nothing of children
+    ),
     S.QUEUED: (
         S.SUBMITTING, NO, NO, NO, NO, NO, NO, NO,
         NO, NO, NO, NO, S.CANCELLED, NO, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.SUBMITTING: (
         NO, S.PENDING, S.QUEUED, S.UNCERTAIN, S.UNCERTAIN, NO, NO, S.SUBMITTING,  # early cb: hint
         NO, NO, NO, NO, S.CANCELLED, NO, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.UNCERTAIN: (
         # a late answer decides (an error: nothing created, retry); so does the token
         NO, S.PENDING, S.QUEUED, NO, NO, NO, NO, S.PENDING,
         NO, NO, NO, NO, S.CANCELLED, NO, S.PENDING,
+        NO, NO, NO, NO, NO,
     ),
     S.PENDING: (
         NO, NO, NO, NO, NO, S.SUCCEEDED, S.PENDING, S.PENDING,  # verify callback: poll now
         NO, NO, S.TIMED_OUT, NO, S.CANCELLED, NO, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.RUNNING: (
         NO, NO, NO, NO, NO, S.SUCCEEDED, S.RUNNING, S.RUNNING,
         NO, NO, S.TIMED_OUT, NO, S.CANCELLED, NO, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.SUCCEEDED: (
         NO, NO, NO, NO, NO, NO, NO, NO,  # same URLs: a duplicate; not polled: no backoff
         S.SUCCEEDED, S.SUCCEEDED, NO, NO, S.CANCELLED, NO, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.COMPLETED: (
         NO, NO, NO, NO, NO, NO, NO, NO,
         NO, NO, NO, NO, NO, NO, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.FAILED: (
         NO, NO, NO, NO, NO, NO, NO, NO,
         NO, NO, NO, NO, NO, S.QUEUED, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.TIMED_OUT: (
         NO, NO, NO, NO, NO, S.SUCCEEDED, S.TIMED_OUT, S.TIMED_OUT,  # late success; late polling
         NO, NO, NO, NO, S.CANCELLED, S.QUEUED, NO,
+        NO, NO, NO, NO, NO,
     ),
     S.CANCELLED: (
         NO, S.CANCELLED, NO, NO, NO, NO, NO, NO,  # accepted after cancel: the taskId is recorded
         NO, NO, NO, NO, NO, S.QUEUED, NO,
+        NO, NO, NO, NO, NO,
     ),
 }  # fmt: skip
 

@@ -907,7 +907,14 @@ def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
         with engine.begin() as conn:
             conn.execute(sa.text("ALTER TABLE jobs DROP COLUMN attempt"))
             conn.execute(sa.text("ALTER TABLE callback_tokens DROP COLUMN attempt"))
-            for column in ("accepted_at", "timeline", "poll_note"):  # schema 3's
+            for column in (
+                "accepted_at",
+                "timeline",
+                "poll_note",
+                "parents",
+                "for_each",
+                "template",
+            ):  # schema 3 and 4
                 conn.execute(sa.text(f"ALTER TABLE jobs DROP COLUMN {column}"))
             conn.execute(sa.update(SCHEMA_META).values(version=1))
             # schema 1's `retry` put the job back in queued with submit_attempts = 0
@@ -950,3 +957,37 @@ def test_unsupported_urls_are_refused() -> None:
         SQLStore("no url at all")
     with pytest.raises(ValueError, match="schema"):
         SQLStore("sqlite:///x.db", schema="s")
+
+
+# --- pipelines -------------------------------------------------------------------------------
+
+
+def test_a_job_with_parents_is_recorded_waiting_with_its_template(store: SQLStore) -> None:
+    store.create_job(new_job("song"), T0)
+    template = {"taskId": "${song.task_id}", "audioId": "${song.tracks[0].id}"}
+    new = NewJob("wav", "wav", template, "sunoapi", after=("song",))
+    job, created = store.create_job(new, T0)
+    assert created and job.state == JobState.WAITING
+    assert job.parents == ("song",) and job.template == template and job.for_each is None
+    again, created_again = store.create_job(new, T0)
+    assert not created_again and again.id == job.id
+    # released: the params are resolved, the template stays, and the key still means the job
+    released = force(store, job, T0, state=JobState.QUEUED, params={"taskId": "t", "audioId": "a"})
+    assert store.get_job_by_key("wav") == released
+    assert store.create_job(new, T0)[0].params == {"taskId": "t", "audioId": "a"}
+    with pytest.raises(JobKeyConflict, match="other parents"):
+        store.create_job(replace(new, after=("song", "other")), T0)
+    with pytest.raises(JobKeyConflict, match="another for_each"):
+        store.create_job(replace(new, for_each="song.tracks"), T0)
+    created_event = store.events(job.id)[0]
+    assert created_event.to_state == JobState.WAITING
+    assert created_event.payload["after"] == ["song"]
+
+
+def test_a_for_each_child_is_recorded_queued_under_its_for_each_job(store: SQLStore) -> None:
+    child = NewJob("video.0", "music_video", {"taskId": "t", "audioId": "a"}, "sunoapi",
+                   after=("video",), resolved=True)  # fmt: skip
+    job, created = store.create_job(child, T0)
+    assert created and job.state == JobState.QUEUED and job.parents == ("video",)
+    assert job.template is None
+    assert store.list_jobs(states=[JobState.WAITING]) == []

@@ -1,0 +1,140 @@
+"""The releaser: moves pipelines on. Each tick it looks at every `waiting` job and acts on
+what :func:`orchestrator.pipelines.settle` decides from its parents (or, for an expanded
+for_each job, its children):
+
+* every parent completed: the params are resolved, checked like any submit, and the job is
+  released to `queued` (``parents_completed``); a for_each job records one child per item
+  first (``create_job``, idempotent by key), then ``children_recorded``;
+* a parent failed, timed out or was cancelled: the job fails at stage ``dependency``, and so,
+  tick by tick, does every job below it; none of them is submitted;
+* a for_each job whose children all completed is `completed`.
+
+Every change is an observation through the reconciler (a compare-and-set with its event), so
+two daemons releasing the same job release it once, and a crash between recording the
+children and marking the for_each job leaves nothing that the next tick does not finish.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from orchestrator.domain import Job, NewJob
+from orchestrator.exceptions import InvalidParams, JobKeyConflict, JobNotFound
+from orchestrator.kinds import validate_params
+from orchestrator.logs import get_logger
+from orchestrator.observations import (
+    ChildrenCompleted,
+    ChildrenRecorded,
+    DependencyFailed,
+    Observation,
+    ParentsCompleted,
+)
+from orchestrator.pipelines import (
+    BAD_REFERENCE,
+    Done,
+    Expand,
+    Fail,
+    Release,
+    Wait,
+    related_keys,
+    settle,
+)
+from orchestrator.reconciler import Reconciler
+from orchestrator.states import JobState
+from orchestrator.stores.base import Store
+
+log = get_logger("orchestrator.releaser")
+
+#: passes per tick: a failure runs down one level of a pipeline per pass
+MAX_PASSES = 20
+
+
+class Releaser:
+    def __init__(
+        self,
+        store: Store,
+        reconciler: Reconciler,
+        *,
+        clock: Callable[[], datetime],
+        stop: threading.Event,
+    ) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.clock = clock
+        self.stop = stop
+
+    def tick(self) -> int:
+        """Settle every waiting job, again while that changed something. Returns how many
+        jobs moved."""
+        moved = 0
+        for _ in range(MAX_PASSES):
+            if self.stop.is_set():
+                break
+            changed = sum(self.settle_one(job) for job in self.store.list_jobs(states=[_W]))
+            moved += changed
+            if not changed:
+                break
+        return moved
+
+    def settle_one(self, job: Job) -> int:
+        related: dict[str, Job | None] = {}
+        for key in related_keys(job):
+            try:
+                related[key] = self.store.get_job_by_key(key)
+            except JobNotFound:
+                related[key] = None
+        decision = settle(job, related)
+        if isinstance(decision, Wait):
+            return 0
+        observation: Observation
+        if isinstance(decision, Release):
+            problem = _invalid(job.kind, decision.params)
+            observation = (
+                DependencyFailed(BAD_REFERENCE, f"once resolved, {problem}")
+                if problem
+                else ParentsCompleted(decision.params)
+            )
+        elif isinstance(decision, Expand):
+            observation = self._expand(job, decision)
+        elif isinstance(decision, Done):
+            observation = ChildrenCompleted()
+        else:
+            assert isinstance(decision, Fail)
+            observation = DependencyFailed(decision.code, decision.message)
+        outcome = self.reconciler.observe(job, observation, self.clock())
+        return 1 if outcome.transition is not None else 0
+
+    def _expand(self, job: Job, decision: Expand) -> Observation:
+        for key, params in decision.children:
+            problem = _invalid(job.kind, params)
+            if problem:
+                return DependencyFailed(BAD_REFERENCE, f"child {key!r}, once resolved: {problem}")
+        for key, params in decision.children:
+            new = NewJob(
+                key=key,
+                kind=job.kind,
+                params=params,
+                provider=job.provider,
+                after=(job.key,),
+                resolved=True,
+            )
+            try:
+                child, created = self.store.create_job(new, self.clock())
+            except JobKeyConflict as exc:
+                return DependencyFailed(BAD_REFERENCE, f"cannot record child {key!r}: {exc}")
+            if created:
+                log.info("job_enqueued", key=child.key, kind=child.kind, source="for_each")
+        return ChildrenRecorded(tuple(key for key, _ in decision.children))
+
+
+def _invalid(kind: str, params: dict[str, object]) -> str | None:
+    try:
+        validate_params(kind, params)
+    except InvalidParams as exc:
+        return str(exc)
+    return None
+
+
+_W = JobState.WAITING
