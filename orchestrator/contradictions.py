@@ -44,8 +44,8 @@ def url_identity(url: str) -> str:
     return f"{parts.scheme.lower()}://{host}{port}{parts.path}"
 
 
-def _urls(tracks: Iterable[Any], video_url: Any) -> dict[str, set[str]]:
-    """Track id (or "video") -> the identities of the URLs given for it."""
+def _urls(tracks: Iterable[Any], video_url: Any, files: Any = None) -> dict[str, set[str]]:
+    """Track id (or "video", or a media file's label) -> the identities of its URLs."""
     found: dict[str, set[str]] = {}
     for track in tracks:
         if not isinstance(track, dict):
@@ -57,6 +57,9 @@ def _urls(tracks: Iterable[Any], video_url: Any) -> dict[str, set[str]]:
                 found.setdefault(ident, set()).add(url_identity(value))
     if isinstance(video_url, str) and video_url:
         found["video"] = {url_identity(video_url)}
+    for label, url in (files or {}).items() if isinstance(files, dict) else ():
+        if isinstance(url, str) and url:
+            found.setdefault(f"file:{label}", set()).add(url_identity(url))
     return found
 
 
@@ -84,11 +87,12 @@ def differences(claim: dict[str, Any], truth: UpstreamReport) -> list[str]:
             for t in truth.tracks
         ],
         truth.video_url,
+        dict(truth.files),
     )
     known = set().union(*real.values()) if real else set()
-    claimed = _urls(claim.get("tracks") or [], claim.get("video_url"))
+    claimed = _urls(claim.get("tracks") or [], claim.get("video_url"), claim.get("files"))
     for ident, urls in sorted(claimed.items()):
-        if ident != "video" and ident not in real:
+        if ident != "video" and not ident.startswith("file:") and ident not in real:
             found.append(f"callback named track {ident[:40]!r} that record-info does not list")
             continue
         unknown = urls - known

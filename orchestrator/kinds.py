@@ -8,7 +8,9 @@ orchestrator fills ``callBackUrl`` itself.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+import unicodedata
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -17,16 +19,33 @@ from orchestrator.exceptions import InvalidParams
 from orchestrator.jsonvalues import json_problem
 from orchestrator.observations import UpstreamReport
 
+#: the models the upstream accepts (generate, extend)
+MODELS: tuple[str, ...] = ("V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
+
 
 @dataclass(frozen=True)
 class Kind:
     name: str
-    #: "music" (record-info with status + sunoData tracks) or "mp4" (successFlag + videoUrl)
+    #: "music" (record-info with status + sunoData tracks) or "mp4" (successFlag + result
+    #: URLs: music video, WAV, vocal removal)
     family: str
     required: tuple[str, ...]
     #: value checks: field -> (type, max length or None)
     types: Mapping[str, tuple[type | tuple[type, ...], int | None]]
+    #: an mp4-family kind's result file without which a success is not done ("": any file)
+    needs: str = ""
 
+
+_MUSIC_TEXT: Mapping[str, tuple[type | tuple[type, ...], int | None]] = {
+    "prompt": (str, 5000),
+    "style": (str, 1000),
+    "title": (str, 100),
+    "negativeTags": (str, 1000),
+}
+_SOURCE: Mapping[str, tuple[type | tuple[type, ...], int | None]] = {
+    "taskId": (str, 128),
+    "audioId": (str, 128),
+}
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -38,11 +57,20 @@ KINDS: dict[str, Kind] = {
             types={
                 "customMode": (bool, None),
                 "instrumental": (bool, None),
-                "model": (str, 20),
-                "prompt": (str, 5000),
-                "style": (str, 1000),
-                "title": (str, 100),
-                "negativeTags": (str, 1000),
+                "model": (str, None),
+                **_MUSIC_TEXT,
+            },
+        ),
+        Kind(
+            name="extend",
+            family="music",
+            required=("defaultParamFlag", "audioId", "model"),
+            types={
+                "defaultParamFlag": (bool, None),
+                "audioId": (str, 128),
+                "model": (str, None),
+                "continueAt": ((int, float), None),
+                **_MUSIC_TEXT,
             },
         ),
         Kind(
@@ -59,8 +87,7 @@ KINDS: dict[str, Kind] = {
                 "fullLyrics",
             ),
             types={
-                "taskId": (str, 128),
-                "audioId": (str, 128),
+                **_SOURCE,
                 "prompt": (str, 5000),
                 "tags": (str, 1000),
                 "title": (str, 100),
@@ -74,15 +101,27 @@ KINDS: dict[str, Kind] = {
             name="music_video",
             family="mp4",
             required=("taskId", "audioId"),
-            types={
-                "taskId": (str, 128),
-                "audioId": (str, 128),
-                "author": (str, 50),
-                "domainName": (str, 50),
-            },
+            types={**_SOURCE, "author": (str, 50), "domainName": (str, 50)},
+            needs="video",
+        ),
+        Kind(
+            name="wav",
+            family="mp4",
+            required=("taskId", "audioId"),
+            types=_SOURCE,
+            needs="audio_wav",
+        ),
+        Kind(
+            name="vocal_removal",
+            family="mp4",
+            required=("taskId", "audioId"),
+            types={**_SOURCE, "type": (str, None)},
         ),
     )
 }
+
+#: vocal_removal ``type`` values: two stems, or every instrument
+VOCAL_REMOVAL_TYPES: tuple[str, ...] = ("separate_vocal", "split_stem")
 
 
 def get_kind(name: str) -> Kind:
@@ -119,33 +158,101 @@ def validate_params(
             raise InvalidParams(f"{name} must be a {want}, got {value!r}")
         if max_len is not None and isinstance(value, str) and len(value) > max_len:
             raise InvalidParams(f"{name} is {len(value)} characters; at most {max_len}")
-    if unresolved & {"customMode", "prompt", "infillStartS", "infillEndS", "fullLyrics"}:
+    rule = _RULES.get(kind.name)
+    if rule is not None:
+        rule(params, unresolved)
+
+
+def _nonempty(params: Mapping[str, Any], kind: str, *names: str) -> None:
+    for name in names:
+        if not str(params[name]).strip():
+            raise InvalidParams(f"{kind} needs a non-empty {name}")
+
+
+def _model(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
+    if "model" not in unresolved and params["model"] not in MODELS:
+        raise InvalidParams(f"model must be one of {', '.join(MODELS)}, got {params['model']!r}")
+
+
+def _custom_limits(params: Mapping[str, Any]) -> None:
+    """Custom-mode lengths: V4 is stricter than the newer models."""
+    limits = {"prompt": 3000, "style": 200, "title": 80} if params["model"] == "V4" else {}
+    for name, limit in limits.items():
+        value = params.get(name)
+        if isinstance(value, str) and len(value) > limit:
+            raise InvalidParams(f"{name} is {len(value)} characters; at most {limit} with V4")
+
+
+def _generate_rules(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
+    _model(params, unresolved)
+    if unresolved & {"customMode", "instrumental", "prompt", "style", "title", "model"}:
         return  # the rules between fields wait for the resolved values
-    if kind.name == "generate_music" and params.get("customMode") is False:
+    if params["customMode"] is False:
         prompt = params.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
             raise InvalidParams("generate_music without customMode needs a prompt")
         if len(prompt) > 500:
             raise InvalidParams("prompt is limited to 500 characters without customMode")
-    if kind.name == "replace_section":
-        start, end = float(params["infillStartS"]), float(params["infillEndS"])
-        if start < 0:
-            raise InvalidParams(f"infillStartS must not be negative, got {start:g}")
-        if not start < end:
-            raise InvalidParams("infillStartS must be less than infillEndS")
-        if not 6 <= end - start <= 60:
-            raise InvalidParams("the replaced window (infillEndS - infillStartS) must be 6..60 s")
-        for name in ("prompt", "fullLyrics"):
-            if not str(params[name]).strip():
-                raise InvalidParams(f"replace_section needs a non-empty {name}")
+        return
+    needed = ("style", "title") if params["instrumental"] else ("prompt", "style", "title")
+    missing = [name for name in needed if not str(params.get(name) or "").strip()]
+    if missing:
+        raise InvalidParams(f"generate_music in customMode needs {', '.join(missing)}")
+    _custom_limits(params)
+
+
+def _extend_rules(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
+    _model(params, unresolved)
+    if unresolved or params["defaultParamFlag"] is False:
+        return  # without custom params the source track's own are used
+    missing = [n for n in ("continueAt", "prompt", "style", "title") if n not in params]
+    if missing:
+        raise InvalidParams(f"extend with defaultParamFlag needs {', '.join(missing)}")
+    _nonempty(params, "extend", "prompt", "style", "title")
+    if not float(params["continueAt"]) > 0:
+        raise InvalidParams(f"continueAt must be above 0 s, got {params['continueAt']!r}")
+    _custom_limits(params)
+
+
+def _two_decimals(value: float) -> bool:
+    return abs(value * 100 - round(value * 100)) < 1e-6
+
+
+def _replace_rules(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
+    if unresolved & {"infillStartS", "infillEndS"}:
+        return
+    start, end = float(params["infillStartS"]), float(params["infillEndS"])
+    if start < 0:
+        raise InvalidParams(f"infillStartS must not be negative, got {start:g}")
+    if not start < end:
+        raise InvalidParams("infillStartS must be less than infillEndS")
+    if not (_two_decimals(start) and _two_decimals(end)):
+        raise InvalidParams("infillStartS and infillEndS take at most 2 decimals")
+    if not 6 <= end - start <= 60:
+        raise InvalidParams("the replaced window (infillEndS - infillStartS) must be 6..60 s")
+    _nonempty(params, "replace_section", *sorted({"prompt", "fullLyrics"} - unresolved))
+
+
+def _vocal_removal_rules(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
+    kind = params.get("type")
+    if "type" not in unresolved and kind is not None and kind not in VOCAL_REMOVAL_TYPES:
+        raise InvalidParams(f"type must be one of {', '.join(VOCAL_REMOVAL_TYPES)}, got {kind!r}")
+
+
+_RULES: dict[str, Callable[[Mapping[str, Any], frozenset[str]], None]] = {
+    "generate_music": _generate_rules,
+    "extend": _extend_rules,
+    "replace_section": _replace_rules,
+    "vocal_removal": _vocal_removal_rules,
+}
 
 
 def artifacts_for(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...] | None:
     """The files a successful report yields, or None if the report lacks a needed URL.
 
-    Names come only from sanitised upstream ids (never from URL or callback text), and are
-    unique within the job even when the upstream repeats an id (``<id>-2.mp3``): the store
-    keys artifacts by name, and two tracks under one id are still two files.
+    Names are made for people (:func:`_artifacts`), never from a URL, and are unique within
+    the job even when two tracks share a title (``1-song.mp3``, ``2-song.mp3``; a repeat
+    gets ``-2``): the store keys artifacts by name.
     """
     files = _artifacts(kind_name, report)
     if files is None:
@@ -167,26 +274,52 @@ def artifacts_for(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...
     return tuple(unique)
 
 
+#: a media file's extension and media type, by result label (anything else: an mp3 stem)
+_MEDIA_FILES: Mapping[str, tuple[str, str]] = {
+    "video": ("mp4", "video"),
+    "audio_wav": ("wav", "audio"),
+}
+#: file names people expect for a media file ("video.mp4", "vocals.mp3"), by result label
+_MEDIA_NAMES: Mapping[str, str] = {"audio_wav": "audio", "vocal": "vocals"}
+_SLUG_RUN = re.compile(r"[^a-z0-9]+")
+SLUG_LENGTH = 40
+
+
+def slug(text: str | None, fallback: str) -> str:
+    """``text`` as a file-name part people can read: lower case ASCII letters and digits
+    joined by "-", at most :data:`SLUG_LENGTH` characters (``fallback`` when nothing is left)."""
+    folded = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode()
+    words = _SLUG_RUN.sub("-", folded.lower()).strip("-")
+    return words[:SLUG_LENGTH].rstrip("-") or fallback
+
+
 def _artifacts(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...] | None:
+    """Names for people: ``<n>-<title slug>.mp3`` and ``.jpeg`` per track, ``video.mp4``,
+    ``audio.wav``, ``vocals.mp3`` / ``instrumental.mp3`` / ``<stem>.mp3``. Safe by
+    construction (a slug, or a label from a fixed alphabet, through safe_name); unique via
+    :func:`artifacts_for`. The upstream ids stay in the job's result."""
     from orchestrator.names import safe_name
 
     kind = get_kind(kind_name)
     out: list[Artifact] = []
     if kind.family == "mp4":
-        if not report.video_url or not report.task_id:
+        files = dict(report.files)
+        if not files and report.video_url:
+            files = {"video": report.video_url}
+        if not report.task_id or not files or (kind.needs and kind.needs not in files):
             return None
-        out.append(
-            Artifact(name=safe_name(report.task_id, "mp4"), url=report.video_url, media="video")
-        )
+        for label, url in files.items():
+            ext, media = _MEDIA_FILES.get(label, ("mp3", "audio"))
+            name = safe_name(slug(_MEDIA_NAMES.get(label, label), "file"), ext)
+            out.append(Artifact(name=name, url=url, media=media))
         return tuple(out)
     if not report.tracks:
         return None
-    for track in report.tracks:
+    for n, track in enumerate(report.tracks, start=1):
         if not track.audio_url:
             return None
-        out.append(Artifact(name=safe_name(track.id, "mp3"), url=track.audio_url, media="audio"))
+        stem = f"{n}-{slug(track.title, 'track')}"
+        out.append(Artifact(name=safe_name(stem, "mp3"), url=track.audio_url, media="audio"))
         if track.image_url:
-            out.append(
-                Artifact(name=safe_name(track.id, "jpeg"), url=track.image_url, media="image")
-            )
+            out.append(Artifact(name=safe_name(stem, "jpeg"), url=track.image_url, media="image"))
     return tuple(out)

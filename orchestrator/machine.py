@@ -551,10 +551,12 @@ def _refresh_urls(
 ) -> Transition | None:
     """A poll after success: give artifacts not yet stored their fresh URLs."""
     by_name = {a.name: a for a in fresh}
+    # named otherwise before (another title, an older naming scheme): the same place in the list
+    by_place = len(fresh) == len(job.artifacts)
     updated: list[Artifact] = []
     changed = False
-    for artifact in job.artifacts:
-        new = by_name.get(artifact.name)
+    for n, artifact in enumerate(job.artifacts):
+        new = by_name.get(artifact.name) or (fresh[n] if by_place else None)
         if artifact.state == ArtifactState.STORED or new is None:
             updated.append(artifact)
             continue

@@ -56,6 +56,9 @@ class UpstreamReport:
     task_id: str | None
     tracks: tuple[Track, ...] = ()
     video_url: str | None = None
+    #: a media task's result files by label ("video", "audio_wav", "vocal", ...), in the
+    #: order the upstream listed them (music video, WAV, vocal removal)
+    files: tuple[tuple[str, str], ...] = ()
     error_code: int | None = None
     error_message: str | None = None
     #: the provider's own status word (e.g. SENSITIVE_WORD_ERROR, CALLBACK_EXCEPTION, "first")
@@ -68,6 +71,7 @@ class UpstreamReport:
             "raw_status": self.raw_status,
             "tracks": [asdict(t) for t in self.tracks],
             "video_url": self.video_url,
+            "files": dict(self.files),
         }
 
 

@@ -20,7 +20,12 @@ ENDPOINTS = MappingProxyType(
         "replace_section": Endpoints(
             "/api/v1/generate/replace-section", "/api/v1/generate/record-info"
         ),
+        "extend": Endpoints("/api/v1/generate/extend", "/api/v1/generate/record-info"),
         "music_video": Endpoints("/api/v1/mp4/generate", "/api/v1/mp4/record-info"),
+        "wav": Endpoints("/api/v1/wav/generate", "/api/v1/wav/record-info"),
+        "vocal_removal": Endpoints(
+            "/api/v1/vocal-removal/generate", "/api/v1/vocal-removal/record-info"
+        ),
     }
 )
 

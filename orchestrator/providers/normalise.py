@@ -12,6 +12,7 @@ CallbackRejected for a callback).
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -145,6 +146,33 @@ def video_url_from(item: Mapping[str, Any], where: str) -> str | None:
     return _url(item, _VIDEO, where)
 
 
+#: result fields that name the task's input, not a file it made
+_INPUT_FILES = frozenset({"origin", "source", "callback", "stream"})
+_URL_SUFFIX = re.compile(r"(?:_url|Url|URL)$")
+
+
+def _label(field: str) -> str:
+    """``audioWavUrl`` / ``audio_wav_url`` -> ``audio_wav``."""
+    stem = _URL_SUFFIX.sub("", field)
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", stem).lower()
+
+
+def files_from(item: Mapping[str, Any], where: str) -> tuple[tuple[str, str], ...]:
+    """A media task's result files: every ``...Url`` / ``..._url`` field, by label (a
+    vocal removal's stems, a WAV, a video), without the ones naming its input."""
+    found: list[tuple[str, str]] = []
+    for field in item:
+        if not isinstance(field, str) or not _URL_SUFFIX.search(field) or len(field) > 60:
+            continue
+        label = _label(field)
+        if not label or label in _INPUT_FILES or any(label == seen for seen, _ in found):
+            continue
+        url = _url(item, (field,), where)
+        if url is not None:
+            found.append((label, url))
+    return tuple(found)
+
+
 def _failed_word(word: str) -> bool:
     return word.endswith("_FAILED") or word.endswith("_ERROR")
 
@@ -193,29 +221,35 @@ def music_record_report(data: Mapping[str, Any], task_id: str) -> UpstreamReport
     return _report(status, data, task_id, word, tracks=tracks)
 
 
-def mp4_record_report(data: Mapping[str, Any], task_id: str) -> UpstreamReport:
-    """``mp4/record-info`` ``data`` -> report."""
+def mp4_record_report(
+    data: Mapping[str, Any], task_id: str, needs: str = "video"
+) -> UpstreamReport:
+    """``mp4/record-info`` (and wav/vocal-removal, the same shape) ``data`` -> report;
+    ``needs``: the file label without which a success is not done yet ("" for any file)."""
     word = data.get("successFlag")
     if not isinstance(word, str) or not word.strip():
         raise ShapeError("data.successFlag must be a non-empty string")
     word = word.strip()
     response = data.get("response")
+    files: tuple[tuple[str, str], ...] = ()
     if response is None:
         video_url = None
     elif isinstance(response, Mapping):
         video_url = video_url_from(response, "data.response")
+        files = files_from(response, "data.response")
     else:
         raise ShapeError("data.response must be an object or null")
     upper = word.upper()
     if upper == "PENDING":
         status = UpstreamStatus.PENDING
     elif upper in ("SUCCESS", "CALLBACK_EXCEPTION"):
-        status = UpstreamStatus.SUCCESS if video_url else UpstreamStatus.PENDING
+        done = any(label == needs for label, _ in files) if needs else bool(files)
+        status = UpstreamStatus.SUCCESS if done else UpstreamStatus.PENDING
     elif _failed_word(upper):
         status = UpstreamStatus.FAILED
     else:
         raise ShapeError(f"unknown record-info successFlag {clip(word, 60)!r}")
-    return _report(status, data, task_id, word, video_url=video_url)
+    return _report(status, data, task_id, word, video_url=video_url, files=files)
 
 
 def _report(
@@ -226,6 +260,7 @@ def _report(
     *,
     tracks: tuple[Track, ...] = (),
     video_url: str | None = None,
+    files: tuple[tuple[str, str], ...] = (),
 ) -> UpstreamReport:
     reported_id = data.get("taskId")
     error_code = error_message = None
@@ -237,6 +272,7 @@ def _report(
         task_id=reported_id if isinstance(reported_id, str) and reported_id else task_id,
         tracks=tracks,
         video_url=video_url,
+        files=files,
         error_code=error_code,
         error_message=error_message,
         raw_status=word[:60],
@@ -308,20 +344,28 @@ def music_callback_report(body: object) -> UpstreamReport:
     )
 
 
-def mp4_callback_report(body: object) -> UpstreamReport:
-    """A music-video callback -> report."""
+def mp4_callback_report(body: object, needs: str = "video") -> UpstreamReport:
+    """A music-video (or WAV, vocal-removal) callback -> report."""
     code, msg, data, task_id = callback_envelope(body)
     video_url = video_url_from(data, "callback data")
+    info = data.get("vocal_removal_info")
+    files = files_from(info if isinstance(info, Mapping) else data, "callback data")
     if code == 200:
         # a success without its URL tells nothing new; the poll stays authoritative
-        status = UpstreamStatus.SUCCESS if video_url else UpstreamStatus.PENDING
+        done = any(label == needs for label, _ in files) if needs else bool(files)
+        status = UpstreamStatus.SUCCESS if done else UpstreamStatus.PENDING
         return UpstreamReport(
-            status=status, task_id=task_id, video_url=video_url, raw_status=str(code)
+            status=status,
+            task_id=task_id,
+            video_url=video_url,
+            files=files,
+            raw_status=str(code),
         )
     return UpstreamReport(
         status=UpstreamStatus.FAILED,
         task_id=task_id,
         video_url=video_url,
+        files=files,
         error_code=code,
         error_message=clip(data.get("error")) or clip(msg) or "music video failed",
         raw_status=str(code),

@@ -212,7 +212,7 @@ class SunoProvider:
             raise UpstreamProtocolError(f"{where}: data must be an object", http_status=http)
         try:
             if spec.family == "mp4":
-                return normalise.mp4_record_report(data, task_id)
+                return normalise.mp4_record_report(data, task_id, spec.needs)
             return normalise.music_record_report(data, task_id)
         except ShapeError as exc:
             raise UpstreamProtocolError(f"{where}: {exc}", http_status=http) from exc
@@ -221,7 +221,7 @@ class SunoProvider:
         spec = get_kind(kind)
         try:
             if spec.family == "mp4":
-                return normalise.mp4_callback_report(body)
+                return normalise.mp4_callback_report(body, spec.needs)
             return normalise.music_callback_report(body)
         except ShapeError as exc:
             raise CallbackRejected(f"{spec.name} callback refused: {exc}") from exc

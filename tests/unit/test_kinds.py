@@ -29,6 +29,9 @@ GOOD: dict[str, dict[str, Any]] = {
         "fullLyrics": "la la la",
     },
     "music_video": {"taskId": "task-1", "audioId": "audio-1"},
+    "extend": {"defaultParamFlag": False, "audioId": "audio-1", "model": "V4_5"},
+    "wav": {"taskId": "task-1", "audioId": "audio-1"},
+    "vocal_removal": {"taskId": "task-1", "audioId": "audio-1", "type": "split_stem"},
 }
 
 HOSTILE_IDS = [
@@ -151,7 +154,7 @@ def test_max_lengths(kind: str, name: str, limit: int) -> None:
 
 
 def test_custom_mode_prompt_may_be_long() -> None:
-    params = with_("generate_music", customMode=True, prompt="x" * 5000)
+    params = with_("generate_music", customMode=True, prompt="x" * 5000, style="s", title="t")
     validate_params("generate_music", params)
     assert "at most 5000" in refused("generate_music", {**params, "prompt": "x" * 5001})
 
@@ -168,10 +171,38 @@ def test_non_custom_prompt_is_limited_to_500() -> None:
     assert "500" in message
 
 
-def test_custom_mode_without_prompt_passes_this_check() -> None:
-    params = without("generate_music", "prompt")
-    params["customMode"] = True
-    validate_params("generate_music", params)
+def test_custom_mode_needs_style_and_title_and_lyrics_unless_instrumental() -> None:
+    params = {**without("generate_music", "prompt"), "customMode": True}
+    assert "needs prompt, style, title" in refused("generate_music", params)
+    instrumental = {**params, "instrumental": True, "style": "jazz", "title": "T"}
+    validate_params("generate_music", instrumental)
+    assert "at most 80 with V4" in refused(
+        "generate_music", {**instrumental, "model": "V4", "title": "x" * 81}
+    )
+
+
+@pytest.mark.parametrize("kind", ["generate_music", "extend"])
+def test_the_model_is_one_the_upstream_knows(kind: str) -> None:
+    assert "model must be one of V4, V4_5" in refused(kind, with_(kind, model="V9"))
+
+
+def test_extend_with_its_own_params_needs_them_all() -> None:
+    own = with_("extend", defaultParamFlag=True)
+    assert "needs continueAt, prompt, style, title" in refused("extend", own)
+    full = {**own, "continueAt": 30, "prompt": "more", "style": "pop", "title": "Longer"}
+    validate_params("extend", full)
+    assert "continueAt must be above 0" in refused("extend", {**full, "continueAt": 0})
+    assert "extend needs a non-empty style" in refused("extend", {**full, "style": " "})
+
+
+def test_vocal_removal_type_is_one_of_two() -> None:
+    validate_params("vocal_removal", with_("vocal_removal", type="separate_vocal"))
+    assert "type must be one of" in refused("vocal_removal", with_("vocal_removal", type="all"))
+
+
+def test_replace_window_takes_two_decimals() -> None:
+    params = with_("replace_section", infillStartS=10.123, infillEndS=20)
+    assert "at most 2 decimals" in refused("replace_section", params)
 
 
 @pytest.mark.parametrize(
@@ -222,8 +253,11 @@ def report(
     task_id: str | None = "task-1",
     tracks: tuple[Track, ...] = (),
     video_url: str | None = None,
+    files: tuple[tuple[str, str], ...] = (),
 ) -> UpstreamReport:
-    return UpstreamReport(status=status, task_id=task_id, tracks=tracks, video_url=video_url)
+    return UpstreamReport(
+        status=status, task_id=task_id, tracks=tracks, video_url=video_url, files=files
+    )
 
 
 def assert_safe(artifacts: tuple[Artifact, ...]) -> None:
@@ -236,9 +270,22 @@ def assert_safe(artifacts: tuple[Artifact, ...]) -> None:
         assert len(artifact.name) <= 100
 
 
-def test_mp4_yields_one_video_named_from_the_task_id() -> None:
+def test_mp4_yields_one_video_named_for_people() -> None:
     out = artifacts_for("music_video", report(video_url="http://cdn/v.mp4"))
-    assert out == (Artifact(name="task-1.mp4", url="http://cdn/v.mp4", media="video"),)
+    assert out == (Artifact(name="video.mp4", url="http://cdn/v.mp4", media="video"),)
+
+
+def test_a_wav_and_stems_are_named_by_what_they_are() -> None:
+    wav = report(files=(("audio_wav", "http://cdn/w.wav"),))
+    assert artifacts_for("wav", wav) == (
+        Artifact(name="audio.wav", url="http://cdn/w.wav", media="audio"),
+    )
+    stems = report(files=(("vocal", "http://cdn/v.mp3"), ("instrumental", "http://cdn/i.mp3")))
+    assert [a.name for a in artifacts_for("vocal_removal", stems) or ()] == [
+        "vocals.mp3",
+        "instrumental.mp3",
+    ]
+    assert artifacts_for("wav", report(files=(("vocal", "http://cdn/v.mp3"),))) is None
 
 
 def test_mp4_without_url_or_task_id_is_none() -> None:
@@ -250,28 +297,45 @@ def test_mp4_without_url_or_task_id_is_none() -> None:
 def test_mp4_name_never_comes_from_the_url() -> None:
     out = artifacts_for("music_video", report(video_url="http://cdn/../../evil.sh"))
     assert out is not None
-    assert out[0].name == "task-1.mp4"
+    assert out[0].name == "video.mp4"
 
 
 @pytest.mark.parametrize("kind", ["generate_music", "replace_section"])
 def test_music_yields_mp3_and_jpeg_per_track(kind: str) -> None:
     tracks = (
-        Track(id="t1", audio_url="http://cdn/1.mp3", image_url="http://cdn/1.jpeg"),
-        Track(id="t2", audio_url="http://cdn/2.mp3", image_url="http://cdn/2.jpeg"),
+        Track(id="t1", audio_url="http://cdn/1.mp3", image_url="http://cdn/1.jpeg", title="Rain"),
+        Track(id="t2", audio_url="http://cdn/2.mp3", image_url="http://cdn/2.jpeg", title="Rain"),
     )
     out = artifacts_for(kind, report(tracks=tracks))
     assert out == (
-        Artifact(name="t1.mp3", url="http://cdn/1.mp3", media="audio"),
-        Artifact(name="t1.jpeg", url="http://cdn/1.jpeg", media="image"),
-        Artifact(name="t2.mp3", url="http://cdn/2.mp3", media="audio"),
-        Artifact(name="t2.jpeg", url="http://cdn/2.jpeg", media="image"),
+        Artifact(name="1-rain.mp3", url="http://cdn/1.mp3", media="audio"),
+        Artifact(name="1-rain.jpeg", url="http://cdn/1.jpeg", media="image"),
+        Artifact(name="2-rain.mp3", url="http://cdn/2.mp3", media="audio"),
+        Artifact(name="2-rain.jpeg", url="http://cdn/2.jpeg", media="image"),
     )
+
+
+@pytest.mark.parametrize(
+    ("title", "name"),
+    [
+        ("A Calm Piano Piece", "1-a-calm-piano-piece.mp3"),
+        ("Élan / 🎵 ../../etc", "1-elan-etc.mp3"),
+        (None, "1-track.mp3"),
+        ("🎵", "1-track.mp3"),
+        ("x" * 300, f"1-{'x' * 40}.mp3"),
+    ],
+)
+def test_a_track_file_is_named_from_its_number_and_title(title: str | None, name: str) -> None:
+    out = artifacts_for(
+        "generate_music", report(tracks=(Track(id="t", audio_url="u", title=title),))
+    )
+    assert out is not None and out[0].name == name
 
 
 def test_track_without_image_yields_audio_only() -> None:
     tracks = (Track(id="t1", audio_url="http://cdn/1.mp3"),)
     out = artifacts_for("generate_music", report(tracks=tracks))
-    assert out == (Artifact(name="t1.mp3", url="http://cdn/1.mp3", media="audio"),)
+    assert out == (Artifact(name="1-track.mp3", url="http://cdn/1.mp3", media="audio"),)
 
 
 def test_missing_audio_url_is_none() -> None:

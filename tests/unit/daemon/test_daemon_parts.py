@@ -251,7 +251,7 @@ def test_a_successful_poll_hands_the_job_to_the_downloads(rig: Rig) -> None:
     rig.poller().tick()
     after = rig.job()
     assert after.state == S.SUCCEEDED and after.next_poll_at is None
-    assert [a.name for a in after.artifacts] == ["t1-1.mp3", "t1-2.mp3"]
+    assert [a.name for a in after.artifacts] == ["1-track.mp3", "2-track.mp3"]
 
 
 def test_a_failing_poll_backs_off_and_an_outage_counts_for_the_breaker(rig: Rig) -> None:

@@ -132,6 +132,7 @@ def test_seed_mp4_success(provider):
         status=UpstreamStatus.SUCCESS,
         task_id="taskId_774b9aa0422f",
         video_url="https://example.com/videos/video_847715e66259.mp4",
+        files=(("video", "https://example.com/videos/video_847715e66259.mp4"),),
         raw_status="200",
     )
 
