@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from orchestrator.credits import CreditRules
 from orchestrator.durations import KEPT_PER_GROUP
 from orchestrator.exceptions import ConfigError
 from orchestrator.logs import LogFormat
@@ -57,6 +58,12 @@ class ProviderSettings:
     #: consecutive transient upstream failures that open the circuit breaker
     breaker_threshold: int = 5
     breaker_cooldown_s: float = 30.0
+    #: the credit guard (orchestrator.credits): no submit below this balance (0: at zero)
+    min_credits: int = 0
+    #: the balance is read before submitting, at most this often
+    credit_check_s: float = 60.0
+    #: submits per UTC day at most (0: no cap)
+    max_submits_per_day: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,6 +193,10 @@ class Settings:
     def artifacts_path(self) -> Path:
         path = self.storage.artifacts_dir
         return path if path.is_absolute() else self.base_dir / path
+
+    def credit_rules(self) -> CreditRules:
+        p = self.provider
+        return CreditRules(p.min_credits, p.credit_check_s, p.max_submits_per_day)
 
     def policy(self) -> Policy:
         p, s, d = self.polling, self.submit, self.downloads
@@ -434,9 +445,16 @@ def _validate(s: Settings, where: str) -> None:
         ("[polling] tick_s", s.polling.tick_s),
         ("[daemon] lease_s", s.daemon.lease_s),
         ("[provider] timeout_s", s.provider.timeout_s),
+        ("[provider] credit_check_s", s.provider.credit_check_s),
     ):
         if value <= 0:
             raise ConfigError(f"{where} {name}: must be greater than 0")
+    for name, count in (
+        ("[provider] min_credits", s.provider.min_credits),
+        ("[provider] max_submits_per_day", s.provider.max_submits_per_day),
+    ):
+        if count < 0:
+            raise ConfigError(f"{where} {name}: must be 0 or more")
     if not 0 <= s.polling.jitter < 1:
         raise ConfigError(f"{where} [polling] jitter: must be in [0, 1)")
     _validate_adaptive(s.polling, where)

@@ -27,8 +27,10 @@ classes, so callers decide "retry or give up" by ``except`` clause, never by mes
     │   │   ├── UpstreamRateLimited  with ``retry_after`` seconds when known (not an outage)
     │   │   └── UpstreamProtocolError  the answer did not parse (garbage, wrong envelope); it
     │   │                            answered, so not an outage
-    │   ├── UpstreamRejected         final: auth, credits, validation, conflict, generation
-    │   │                            failure, or a request that could not be built (never sent)
+    │   ├── UpstreamRejected         final: auth, validation, conflict, generation failure,
+    │   │   │                        or a request that could not be built (never sent)
+    │   │   └── UpstreamOutOfCredits  the account cannot pay: nothing was created; the job
+    │   │                            waits in `queued` until the balance is back
     │   └── UpstreamAmbiguous        the request may have been received: outcome unknown
     │                                (submit); ``outage`` when it was a timeout or a reset
     ├── CallbackError                an inbound callback is refused (status code + reason)
@@ -171,6 +173,11 @@ class UpstreamRateLimited(UpstreamTransient):
 
 class UpstreamRejected(UpstreamError):
     """Final: retrying the same request will not help (auth, credits, validation, conflict)."""
+
+
+class UpstreamOutOfCredits(UpstreamRejected):
+    """The account's balance does not cover the submit (per profile: 402, or 429 on
+    sunoapi.org). Final for this request, not for the job: the credit guard parks the queue."""
 
 
 class UpstreamAmbiguous(UpstreamError):

@@ -400,6 +400,16 @@ def _submit_failed(job: Job, obs: Observation, now: datetime, policy: Policy) ->
             policy,
             f"accepted (proved by its callback) despite the answer: {obs.message}",
         )
+    if obs.no_credits:
+        return Transition(
+            S.QUEUED,
+            {
+                "submit_attempts": max(0, job.submit_attempts - 1),
+                "not_before": None,
+                "error": JobError("submit", obs.code, obs.message),
+            },
+            "out of credits: queued until the balance is back",
+        )
     if obs.retryable and job.submit_attempts < policy.submit_max_attempts:
         delay = jittered_backoff(
             job,

@@ -123,6 +123,9 @@ class SubmitFailed(Observation):
     code: int | None = None
     retry_after: float | None = None
     attempt: int | None = None
+    #: the account cannot pay (nothing was created): back to `queued`, the attempt not
+    #: counted, while the credit guard holds the queue
+    no_credits: bool = False
 
 
 @dataclass(frozen=True)

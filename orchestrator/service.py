@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.clock import utcnow
 from orchestrator.config import validate_job_key
+from orchestrator.credits import RECORD as CREDITS_RECORD
 from orchestrator.domain import Event, Job, NewJob
 from orchestrator.exceptions import (
     ConfigError,
@@ -102,10 +103,14 @@ def tree_order(jobs: Sequence[Job]) -> list[tuple[Job, str]]:
     return out
 
 
-def tree_json(job: Job, index: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    """The job as JSON with its children (status --json, show --json, the HTTP API)."""
+def tree_json(
+    job: Job, index: Mapping[str, Sequence[str]], hold: str | None = None
+) -> dict[str, Any]:
+    """The job as JSON with its children (status --json, show --json, the HTTP API) and,
+    for a queued job, why submitting is held (``held``: the credit guard's reason)."""
     body = job.to_json()
     body["children"] = list(index.get(job.key, ()))
+    body["held"] = hold if job.state == JobState.QUEUED else None
     return body
 
 
@@ -116,10 +121,11 @@ class JobDetail:
     why: str  #: one sentence: why the job is where it is, and what happens next
     #: the jobs that wait for this one (after = it; a for_each job's children)
     children: tuple[str, ...] = ()
+    #: why submitting is held (the credit guard), when it is
+    hold: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        body = self.job.to_json()
-        body["children"] = list(self.children)
+        body = tree_json(self.job, {self.job.key: self.children}, self.hold)
         body["why"] = self.why
         return body
 
@@ -227,7 +233,16 @@ class JobService:
             listed = ", ".join(f"{task} (attempt {attempt})" for attempt, task in older)
             why += f"; older attempts' tasks exist upstream (paid for, not tracked): {listed}"
         children = tuple(children_index(self.store.list_jobs()).get(job.key, ()))
-        return JobDetail(job, events, why, children)
+        hold = self.hold()
+        if hold and job.state == JobState.QUEUED:
+            why += f"; held: {hold}"
+        return JobDetail(job, events, why, children, hold)
+
+    def hold(self) -> str | None:
+        """Why the daemon holds every submit now (the credit guard), or None."""
+        record = self.store.account(CREDITS_RECORD) or {}
+        reason = record.get("hold")
+        return reason if isinstance(reason, str) else None
 
     def _waiting_why(self, job: Job) -> str:
         related: dict[str, Job | None] = {}

@@ -71,11 +71,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as orc:
         jobs = orc.list(state=args.state, kind=args.kind)
+        everyone = orc.list() if args.state or args.kind else jobs
+        hold = orc.service.hold()
     if args.json:
-        index = children_index(jobs)
-        print(dumps_strict([tree_json(j, index) for j in jobs], indent=2))
+        index = children_index(everyone)
+        print(dumps_strict([tree_json(j, index, hold) for j in jobs], indent=2))
     else:
-        render.status_table(jobs)
+        render.status_table(jobs, hold)
     return 0
 
 

@@ -79,6 +79,8 @@ def status_table(jobs: list[Job], hold: str | None = None) -> None:
             note[:60],
         )
     console.print(table)
+    if hold:
+        console.print(f"[bold yellow]submitting held[/]: {hold}")
     uncertain = sum(1 for j in jobs if j.state == JobState.UNCERTAIN)
     if uncertain:
         console.print(

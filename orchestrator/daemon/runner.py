@@ -25,6 +25,7 @@ from orchestrator import __version__
 from orchestrator.clock import utcnow
 from orchestrator.config import Settings, parse_listen
 from orchestrator.daemon.breaker import CircuitBreaker
+from orchestrator.daemon.credits import CreditGuard
 from orchestrator.daemon.downloader import Downloader
 from orchestrator.daemon.learner import Learner
 from orchestrator.daemon.poller import Poller
@@ -155,6 +156,7 @@ class Daemon:
             lease_s=lease,
             clock=self.clock,
             stop=self.stop_event,
+            credits=CreditGuard(store, provider, s.credit_rules(), clock=self.clock),
         )
         poller = Poller(
             store,

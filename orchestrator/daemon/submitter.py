@@ -14,10 +14,12 @@ from datetime import datetime
 
 from orchestrator import faultpoints
 from orchestrator.daemon.breaker import CircuitBreaker
+from orchestrator.daemon.credits import CreditGuard
 from orchestrator.daemon.ratelimit import SlidingWindow
 from orchestrator.domain import Job
 from orchestrator.exceptions import (
     UpstreamAmbiguous,
+    UpstreamOutOfCredits,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTransient,
@@ -48,6 +50,7 @@ class Submitter:
         clock: Callable[[], datetime],
         stop: threading.Event,
         batch: int = 20,
+        credits: CreditGuard | None = None,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
@@ -60,18 +63,24 @@ class Submitter:
         self.clock = clock
         self.stop = stop
         self.batch = batch
+        self.credits = credits
 
     def tick(self) -> int:
         """Claim what the rate limit allows now and submit it. Returns how many were sent."""
-        if self.stop.is_set():
+        if self.stop.is_set() or (self.credits is not None and self.credits.held()):
             return 0
         # while the breaker is half-open only its single probe may go out
         room = self.breaker.room(min(self.batch, self.limiter.available()))
         if room <= 0:
             return 0
+        claimed = self.store.claim(SUBMIT, self.owner, self.clock(), self.lease_s, room)
+        if not claimed:
+            return 0
+        # the balance is read only when there is something to pay for
+        allowed = len(claimed) if self.credits is None else self.credits.allow(len(claimed))
         sent = 0
-        for job in self.store.claim(SUBMIT, self.owner, self.clock(), self.lease_s, room):
-            if self.stop.is_set():
+        for n, job in enumerate(claimed):
+            if self.stop.is_set() or n >= allowed or (self.credits and self.credits.held()):
                 self.store.release(job.id, self.owner)
                 continue
             sent += self.submit_one(job)
@@ -92,9 +101,18 @@ class Submitter:
         job = started.job
         attempt = job.attempt
         faultpoints.reach("submit.before_send")
+        if self.credits is not None:
+            self.credits.sent()
         try:
             task_id = self.provider.submit(
                 job.kind, job.params, callback_url(self.public_url, token)
+            )
+        except UpstreamOutOfCredits as exc:
+            self.breaker.record(exc)  # it answered; nothing was created
+            if self.credits is not None:
+                self.credits.out_of_credits(exc.message)
+            self._observe(
+                job, SubmitFailed(False, exc.message, exc.code, attempt=attempt, no_credits=True)
             )
         except UpstreamRateLimited as exc:
             self.breaker.record(exc)  # it answered; it is up

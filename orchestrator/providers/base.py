@@ -36,6 +36,13 @@ class Provider(Protocol):
         """
         ...
 
+    def credits(self) -> int:
+        """The account's credit balance (``GET /api/v1/generate/credit``).
+
+        Raises :class:`UpstreamTransient` (down, garbage) or :class:`UpstreamRejected` (auth).
+        """
+        ...
+
     def parse_callback(self, kind: str, body: Mapping[str, Any]) -> UpstreamReport:
         """Validate and normalise a callback body; :class:`CallbackRejected` if malformed."""
         ...

@@ -30,6 +30,10 @@ ENDPOINTS = MappingProxyType(
 )
 
 
+#: GET: the account's credit balance
+CREDIT_PATH = "/api/v1/generate/credit"
+
+
 def endpoints_for(kind: str) -> Endpoints:
     try:
         return ENDPOINTS[kind]

@@ -37,7 +37,9 @@ class Outcome(StrEnum):
     SUCCESS = "success"  #: accepted / answered
     RETRYABLE = "retryable"  #: nothing was created; try again later (maintenance, 5xx)
     RATE_LIMITED = "rate_limited"  #: slow down, then try again
-    FINAL = "final"  #: retrying the same request cannot help (auth, credits, validation)
+    FINAL = "final"  #: retrying the same request cannot help (auth, validation)
+    #: the account cannot pay: nothing was created; the same request works once topped up
+    NO_CREDITS = "no_credits"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class Profile:
 
 
 _S, _R, _L, _F = Outcome.SUCCESS, Outcome.RETRYABLE, Outcome.RATE_LIMITED, Outcome.FINAL
+_C = Outcome.NO_CREDITS
 
 SUNOAPI = Profile(
     name="sunoapi",
@@ -94,12 +97,12 @@ SUNOAPI = Profile(
             200: _S,
             400: _F,
             401: _F,
-            402: _F,
+            402: _C,
             405: _L,
             409: _F,
             413: _F,
             422: _F,
-            429: _F,
+            429: _C,
             430: _L,
             455: _R,
             500: _R,
@@ -136,7 +139,7 @@ KIE = Profile(
             200: _S,
             400: _F,
             401: _F,
-            402: _F,
+            402: _C,
             409: _F,
             413: _F,
             422: _F,

@@ -50,6 +50,7 @@ from orchestrator.clock import utcnow
 from orchestrator.exceptions import (
     CallbackRejected,
     UpstreamAmbiguous,
+    UpstreamOutOfCredits,
     UpstreamProtocolError,
     UpstreamRateLimited,
     UpstreamRejected,
@@ -60,7 +61,7 @@ from orchestrator.jsonvalues import dumps_body, is_storable_word, loads_strict
 from orchestrator.kinds import get_kind
 from orchestrator.observations import UpstreamReport
 from orchestrator.providers import normalise
-from orchestrator.providers.endpoints import endpoints_for
+from orchestrator.providers.endpoints import CREDIT_PATH, endpoints_for
 from orchestrator.providers.normalise import CODE_RANGE, ShapeError, clip
 from orchestrator.providers.profiles import Outcome, Profile
 from orchestrator.providers.timestamps import parse_retry_after
@@ -217,6 +218,32 @@ class SunoProvider:
         except ShapeError as exc:
             raise UpstreamProtocolError(f"{where}: {exc}", http_status=http) from exc
 
+    def credits(self) -> int:
+        where = f"{self.profile} credit"
+        try:
+            response = self._client.get(
+                self.base_url + CREDIT_PATH, headers=self._headers(), timeout=self._timeout
+            )
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"{where}: {self._describe(exc)}") from exc
+        http = response.status_code
+        envelope = _envelope(response)
+        if envelope is None:
+            if response.is_success:
+                raise UpstreamProtocolError(
+                    f"{where}: HTTP {http} with a body that is not an envelope", http_status=http
+                )
+            self._raise_for_poll_code(where, http, None, response, bare_http=True)
+        code = envelope["code"]
+        if self.profile_config.outcome(code) is not Outcome.SUCCESS:
+            self._raise_for_poll_code(where, code, envelope.get("msg"), response)
+        data = envelope.get("data")
+        if isinstance(data, Mapping):  # some pages wrap it: {"credits": N}
+            data = data.get("credits", data.get("credit"))
+        if isinstance(data, bool) or not isinstance(data, int | float) or data != data:
+            raise UpstreamProtocolError(f"{where}: data must be a number of credits")
+        return int(data)
+
     def parse_callback(self, kind: str, body: Mapping[str, Any]) -> UpstreamReport:
         spec = get_kind(kind)
         try:
@@ -279,6 +306,8 @@ class SunoProvider:
             raise UpstreamUnavailable(message, code=envelope_code, http_status=http)
         if outcome is Outcome.SUCCESS:  # pragma: no cover - callers handle success first
             raise UpstreamProtocolError(message, code=envelope_code, http_status=http)
+        if outcome is Outcome.NO_CREDITS:
+            raise UpstreamOutOfCredits(message, code=envelope_code, http_status=http)
         raise UpstreamRejected(message, code=envelope_code, http_status=http)
 
     def _raise_for_poll_code(

@@ -177,6 +177,14 @@ class Store(Protocol):
         first within a group (the store keeps at most :data:`KEPT_PER_GROUP` of each)."""
         ...
 
+    def account(self, name: str) -> dict[str, Any] | None:
+        """The provider account's record ``name`` (JSON), or None if never written."""
+        ...
+
+    def set_account(self, name: str, value: Mapping[str, Any], now: datetime) -> None:
+        """Write the account record ``name`` (replacing it), durably."""
+        ...
+
     def find_by_token(self, token_hash: str) -> TokenOwner | None:
         """The job a callback token hash belongs to and the attempt it was issued for (any
         attempt's token, current or superseded), or None."""

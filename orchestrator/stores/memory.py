@@ -68,6 +68,8 @@ class _State:
     next_event_id: int = 1
     #: learned samples, oldest first
     durations: list[DurationSample] = field(default_factory=list)
+    #: the provider account's records, as canonical JSON text
+    account: dict[str, str] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -79,6 +81,7 @@ class _State:
             self.next_job_id,
             self.next_event_id,
             list(self.durations),
+            dict(self.account),
         )
 
 
@@ -187,6 +190,16 @@ class MemoryStore:
         with self._lock:
             newest = list(reversed(self._state.durations))
         return newest_per_group(newest, limit_per_group)
+
+    def account(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            text = self._state.account.get(name)
+        return None if text is None else dict(json.loads(text))
+
+    def set_account(self, name: str, value: Mapping[str, Any], now: datetime) -> None:
+        text = dumps(dict(value))
+        with self._lock:
+            self._state.account[name] = text
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:

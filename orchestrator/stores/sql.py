@@ -24,6 +24,7 @@ compare-and-set with its event row), :mod:`.records` (what every backend shares)
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -86,6 +87,7 @@ from orchestrator.stores.rows import (
 from orchestrator.stores.schema import init_schema
 from orchestrator.stores.sqlite import READ_ONLY, SQLiteOpenError, create_sqlite_engine
 from orchestrator.stores.tables import (
+    ACCOUNT,
     ARTIFACTS,
     CALLBACK_TOKENS,
     DURATIONS,
@@ -340,6 +342,18 @@ class SQLStore:
         with self._read() as conn:
             rows = conn.execute(select(DURATIONS).order_by(DURATIONS.c.id.desc())).mappings()
             return newest_per_group((sample_from_row(row) for row in rows), limit_per_group)
+
+    def account(self, name: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            text = conn.scalar(select(ACCOUNT.c.value).where(ACCOUNT.c.name == name))
+        return None if text is None else dict(json.loads(text))
+
+    def set_account(self, name: str, value: Mapping[str, Any], now: datetime) -> None:
+        values = {"value": dumps(dict(value)), "updated_at": ensure_utc(now)}
+        with self._write() as conn:
+            changed = conn.execute(update(ACCOUNT).where(ACCOUNT.c.name == name).values(values))
+            if changed.rowcount == 0:
+                conn.execute(insert(ACCOUNT).values(name=name, **values))
 
     @contextmanager
     def unit_of_work(self) -> Iterator[UnitOfWork]:

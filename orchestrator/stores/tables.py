@@ -183,6 +183,17 @@ class DurationRow(SQLModel, table=True):
     first_hi: float | None = Field(default=None, sa_column=Column(Float))
 
 
+class AccountRow(SQLModel, table=True):
+    """Schema 4: what belongs to the provider account, by name (the credit guard's balance,
+    hold and daily count as JSON), shared by every daemon on the database."""
+
+    __tablename__ = "account"
+
+    name: str = Field(sa_column=Column(String, primary_key=True))
+    value: str = _text(nullable=False)
+    updated_at: datetime = _dt(nullable=False)
+
+
 class SchemaMetaRow(SQLModel, table=True):
     """One row (id = 1): the schema version the database was last upgraded to."""
 
@@ -198,6 +209,15 @@ ARTIFACTS: Table = ArtifactRow.__table__  # type: ignore[attr-defined]
 CALLBACK_TOKENS: Table = CallbackTokenRow.__table__  # type: ignore[attr-defined]
 SCHEMA_META: Table = SchemaMetaRow.__table__  # type: ignore[attr-defined]
 DURATIONS: Table = DurationRow.__table__  # type: ignore[attr-defined]
+ACCOUNT: Table = AccountRow.__table__  # type: ignore[attr-defined]
 
 #: Every table, in creation order.
-TABLES: tuple[Table, ...] = (JOBS, EVENTS, ARTIFACTS, CALLBACK_TOKENS, SCHEMA_META, DURATIONS)
+TABLES: tuple[Table, ...] = (
+    JOBS,
+    EVENTS,
+    ARTIFACTS,
+    CALLBACK_TOKENS,
+    SCHEMA_META,
+    DURATIONS,
+    ACCOUNT,
+)

@@ -142,7 +142,8 @@ def create_app(ctx: WebContext) -> Flask:
                 return _answer(400, f"unknown state {request.args['state']!r}")
         jobs = ctx.service.list(states=states, kind=request.args.get("kind") or None)
         index = children_index(ctx.service.list() if states or request.args.get("kind") else jobs)
-        return jsonify([tree_json(j, index) for j in jobs]), 200
+        hold = ctx.service.hold()
+        return jsonify([tree_json(j, index, hold) for j in jobs]), 200
 
     @app.get("/api/jobs/<key>")
     def get_job(key: str) -> tuple[Response, int]:

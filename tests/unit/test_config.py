@@ -521,3 +521,55 @@ def test_any_odd_value_is_accepted_or_a_config_error(section: str) -> None:
         for value in _ODD_VALUES:
             with contextlib.suppress(ConfigError):
                 parse({section: {f.name: value}})
+
+
+def test_repo_config_commented_pipeline_is_valid_once_uncommented(tmp_path: Path) -> None:
+    lines = REPO_CONFIG.read_text().splitlines()
+    start = next(n for n, line in enumerate(lines) if line.startswith("# [[jobs]]"))
+    uncommented = [
+        line[2:] if n >= start and line.startswith("# ") else line for n, line in enumerate(lines)
+    ]
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(line for line in uncommented if line != "#") + "\n")
+    jobs = {job.key: job for job in load_settings(path).jobs}
+    assert jobs["first-song-video"].after == ("first-song",)
+    assert jobs["first-song-video"].for_each == "first-song.tracks"
+    assert jobs["first-song-wav"].kind == "wav"
+
+
+@pytest.mark.parametrize(
+    ("jobs", "message"),
+    [
+        ('after = ["song", "wav"]', "a job cannot wait for itself"),
+        ("after = 3", "after must be a job key or a list of job keys"),
+        ("for_each = 1", "for_each must be a string"),
+        ('params = { taskId = "t", audioId = "${song.tracks[0].size}" }', "no field 'size'"),
+    ],
+)
+def test_a_bad_pipeline_in_the_config_is_a_clear_error(
+    tmp_path: Path, jobs: str, message: str
+) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        '[[jobs]]\nkey = "song"\nkind = "generate_music"\n'
+        'params = { customMode = false, instrumental = false, model = "V4_5", prompt = "p" }\n'
+        '[[jobs]]\nkey = "wav"\nkind = "wav"\n'
+        + ("" if jobs.startswith("after =") else 'after = "song"\n')
+        + jobs
+        + ("\n" if jobs.startswith("params") else '\nparams = { taskId = "t", audioId = "a" }\n')
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert message in str(caught.value)
+
+
+def test_a_parent_neither_in_the_config_nor_recorded_is_refused_at_run() -> None:
+    from orchestrator.pipelines import PipelineError, Spec
+    from orchestrator.service import JobService
+    from orchestrator.stores.memory import MemoryStore
+
+    service = JobService(MemoryStore(), provider="sunoapi")
+    spec = Spec("wav", "wav", {"taskId": "${nope.task_id}", "audioId": "a"}, ("nope",))
+    with pytest.raises(PipelineError, match="after names 'nope', which is no known job"):
+        service.submit_all([spec])
+    assert service.list() == []  # nothing of the batch was recorded

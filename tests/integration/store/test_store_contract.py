@@ -991,3 +991,16 @@ def test_a_for_each_child_is_recorded_queued_under_its_for_each_job(store: SQLSt
     assert created and job.state == JobState.QUEUED and job.parents == ("video",)
     assert job.template is None
     assert store.list_jobs(states=[JobState.WAITING]) == []
+
+
+# --- the provider account --------------------------------------------------------------------
+
+
+def test_account_records_are_written_and_replaced(store: SQLStore) -> None:
+    assert store.account("credits") is None
+    store.set_account("credits", {"balance": 10, "hold": "low"}, T0)
+    store.set_account("other", {"x": [1, 2]}, T0)
+    assert store.account("credits") == {"balance": 10, "hold": "low"}
+    store.set_account("credits", {"balance": 99}, T0 + timedelta(seconds=1))
+    assert store.account("credits") == {"balance": 99}
+    assert store.account("other") == {"x": [1, 2]}

@@ -14,6 +14,7 @@ from orchestrator.exceptions import (
     InvalidParams,
     UpstreamAmbiguous,
     UpstreamError,
+    UpstreamOutOfCredits,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamUnavailable,
@@ -30,12 +31,12 @@ EXPECTED: dict[str, dict[int, type[UpstreamError]]] = {
     "sunoapi": {
         400: UpstreamRejected,
         401: UpstreamRejected,
-        402: UpstreamRejected,
+        402: UpstreamOutOfCredits,
         405: UpstreamRateLimited,
         409: UpstreamRejected,
         413: UpstreamRejected,
         422: UpstreamRejected,
-        429: UpstreamRejected,  # insufficient credits
+        429: UpstreamOutOfCredits,  # insufficient credits
         430: UpstreamRateLimited,
         455: UpstreamUnavailable,
         500: UpstreamUnavailable,
@@ -49,7 +50,7 @@ EXPECTED: dict[str, dict[int, type[UpstreamError]]] = {
     "kie": {
         400: UpstreamRejected,
         401: UpstreamRejected,
-        402: UpstreamRejected,
+        402: UpstreamOutOfCredits,
         405: UpstreamRejected,  # not a rate limit on kie.ai
         409: UpstreamRejected,
         413: UpstreamRejected,
