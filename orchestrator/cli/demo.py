@@ -1,8 +1,11 @@
-"""`orchestrator demo`: the sandbox and the daemon on free loopback ports, a small real pipeline.
+"""`orchestrator demo`: the sandbox and the daemon on free loopback ports, a real pipeline.
 
-A song is generated; then a section of it is replaced and a music video is made from it, both
-from the song's real taskId and audio id. Progress is printed as jobs move; a summary table
-and the paths of the downloaded files end it. Everything stays under ``--dir``.
+The demo is a config file like any other (:data:`DEMO_CONFIG`, written to ``--dir`` so it
+can be read and reused): a song; a music video of each of its tracks; a section of its first
+track replaced, and that section converted to WAV. The daemon records the ``[[jobs]]``,
+releases each one when its parents completed, with the parents' real taskIds and audio ids
+filled in. Progress is printed as jobs move; a summary table and the paths of the downloaded
+files end it. Everything stays under ``--dir``.
 """
 
 from __future__ import annotations
@@ -18,20 +21,85 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.cli.render import progress_line
-from orchestrator.config import (
-    CallbackSettings,
-    DaemonSettings,
-    LoggingSettings,
-    PollingSettings,
-    ProviderSettings,
-    Settings,
-    StorageSettings,
-)
+from orchestrator.config import load_settings
 from orchestrator.daemon.runner import Daemon
 from orchestrator.domain import Job
-from orchestrator.logs import LogFormat, configure
-from orchestrator.providers.profiles import ProfileName
+from orchestrator.logs import configure
+from orchestrator.service import JobService, tree_order
 from orchestrator.states import FINISHED, JobState
+
+#: the demo's config; @SANDBOX@ and @PORT@ are filled in when it is written
+DEMO_CONFIG = """\
+# Written by `orchestrator demo`. Run it again with:
+#   orchestrator --config @DIR@/config.toml status
+[storage]
+url = "sqlite:///orchestrator.db"
+artifacts_dir = "artifacts"
+
+[provider]
+profile = "sunoapi"
+base_url = "@SANDBOX@"
+api_key_env = "ORCHESTRATOR_DEMO_API_KEY"
+
+[polling]
+interval_s = 5.0
+deadline_s = 600.0
+
+[callbacks]
+listen = "127.0.0.1:@PORT@"
+public_url = "http://127.0.0.1:@PORT@"
+
+[daemon]
+lease_s = 30.0
+shutdown_grace_s = 5.0
+
+[logging]
+level = "info"
+
+# 1. a song (two tracks)
+[[jobs]]
+key = "demo-song"
+kind = "generate_music"
+[jobs.params]
+customMode = false
+instrumental = false
+model = "V4_5"
+prompt = "a calm piano piece with soft rain in the background"
+
+# 2a. a music video of each track: demo-video.0, demo-video.1
+[[jobs]]
+key = "demo-video"
+kind = "music_video"
+after = "demo-song"
+for_each = "demo-song.tracks"
+params = { taskId = "${demo-song.task_id}", audioId = "${item.id}", author = "orchestrator demo" }
+
+# 2b. a section of the first track replaced
+[[jobs]]
+key = "demo-section"
+kind = "replace_section"
+after = "demo-song"
+[jobs.params]
+taskId = "${demo-song.task_id}"
+audioId = "${demo-song.tracks[0].id}"
+prompt = "a gentle cello takes over the melody"
+tags = "piano, cello, calm"
+title = "Rain (cello bridge)"
+infillStartS = 10.0
+infillEndS = 20.0
+fullLyrics = \"\"\"[Verse]
+Rain on the window, keys in the dark
+[Bridge]
+A cello answers, soft and slow
+\"\"\"
+
+# 3. the replaced section as WAV
+[[jobs]]
+key = "demo-section-wav"
+kind = "wav"
+after = "demo-section"
+params = { taskId = "${demo-section.task_id}", audioId = "${demo-section.tracks[0].id}" }
+"""
 
 
 def _free_port() -> int:
@@ -40,24 +108,11 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def demo_settings(base: Path, upstream_url: str, callback_port: int) -> Settings:
-    return Settings(
-        storage=StorageSettings(
-            url=f"sqlite:///{base / 'orchestrator.db'}", artifacts_dir=base / "artifacts"
-        ),
-        provider=ProviderSettings(
-            profile=ProfileName.SUNOAPI,
-            base_url=upstream_url,
-            api_key_env="ORCHESTRATOR_DEMO_API_KEY",
-        ),
-        polling=PollingSettings(interval_s=5.0, deadline_s=600.0, tick_s=0.2),
-        callbacks=CallbackSettings(
-            listen=f"127.0.0.1:{callback_port}", public_url=f"http://127.0.0.1:{callback_port}"
-        ),
-        daemon=DaemonSettings(lease_s=30.0, shutdown_grace_s=5.0),
-        logging=LoggingSettings(level="info", format=LogFormat.JSON),
-        base_dir=base,
-    )
+def write_demo_config(base: Path, upstream_url: str, callback_port: int) -> Path:
+    path = base / "config.toml"
+    text = DEMO_CONFIG.replace("@SANDBOX@", upstream_url).replace("@PORT@", str(callback_port))
+    path.write_text(text.replace("@DIR@", str(base)), encoding="utf-8")
+    return path
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -65,7 +120,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from orchestrator.sandbox.faults import parse_faults
     from orchestrator.sandbox.server import SandboxServer
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 120)
     root = (args.dir or Path("var/demo")).resolve()
     base = root / datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     base.mkdir(parents=True, exist_ok=True)
@@ -78,72 +133,34 @@ def run_demo(args: argparse.Namespace) -> int:
         SandboxConfig(port=0, time_scale=args.time_scale, faults=faults, seed=7)
     )
     sandbox.start()
-    daemon = Daemon(demo_settings(base, sandbox.url, _free_port()))
+    config = write_demo_config(base, sandbox.url, _free_port())
+    daemon = Daemon(load_settings(config))
     started = time.monotonic()
+    jobs: list[Job] = []
     try:
-        daemon.start()
+        daemon.start()  # records the config's [[jobs]]: the pipeline
         assert daemon.parts is not None
         service = daemon.parts.service
         console.print(
             f"[bold]orchestrator demo[/]  sandbox {sandbox.url}  "
-            f"callbacks {'dropped' if args.no_callbacks else 'on'}  files under {base}"
+            f"callbacks {'dropped' if args.no_callbacks else 'on'}  config {config}"
         )
-        song, _ = service.submit(
-            "generate_music",
-            {
-                "customMode": False,
-                "instrumental": False,
-                "model": "V4_5",
-                "prompt": "a calm piano piece with soft rain in the background",
-            },
-            "demo-song",
-        )
-        song = _follow(service, [song.key], console)[0]
-        if song.state != JobState.COMPLETED or not song.result or not song.result.get("tracks"):
-            console.print(f"[red]the song did not complete: {song.state.value}[/]")
-            return 1
-        track = song.result["tracks"][0]
-        section, _ = service.submit(
-            "replace_section",
-            {
-                "taskId": song.task_id,
-                "audioId": track["id"],
-                "prompt": "a gentle cello takes over the melody",
-                "tags": "piano, cello, calm",
-                "title": "Rain (cello bridge)",
-                "infillStartS": 10.0,
-                "infillEndS": 20.0,
-                "fullLyrics": "[Verse]\nRain on the window, keys in the dark\n"
-                "[Bridge]\nA cello answers, soft and slow\n",
-            },
-            "demo-section",
-        )
-        video, _ = service.submit(
-            "music_video",
-            {"taskId": song.task_id, "audioId": track["id"], "author": "orchestrator demo"},
-            "demo-video",
-        )
-        _follow(service, [section.key, video.key], console)
-        jobs = [service.get(k) for k in ("demo-song", "demo-section", "demo-video")]
+        jobs = _follow(service, console)
     finally:
         daemon.stop()
         ledger = sandbox.ledger()
         sandbox.stop()
         log_file.close()
     _summary(console, jobs, ledger, time.monotonic() - started, log_path)
-    return 0 if all(j.state == JobState.COMPLETED for j in jobs) else 1
+    return 0 if jobs and all(j.state == JobState.COMPLETED for j in jobs) else 1
 
 
-def _follow(
-    service: object, keys: list[str], console: Console, timeout_s: float = 300.0
-) -> list[Job]:
-    from orchestrator.service import JobService
-
-    assert isinstance(service, JobService)
+def _follow(service: JobService, console: Console, timeout_s: float = 300.0) -> list[Job]:
+    """Print each job's moves until every job (for_each children too) is finished."""
     seen: dict[str, tuple[object, ...]] = {}
     deadline = time.monotonic() + timeout_s
     while True:
-        jobs = [service.get(k) for k in keys]
+        jobs = service.list()
         for job in jobs:
             mark = (job.state, job.upstream_status, sum(a.bytes is not None for a in job.artifacts))
             if seen.get(job.key) != mark:
@@ -160,9 +177,9 @@ def _summary(
     table = Table(title=f"demo finished in {took:.1f}s")
     for column in ("job", "kind", "state", "polls", "callbacks", "submits", "files"):
         table.add_column(column)
-    for job in jobs:
+    for job, prefix in tree_order(jobs):
         table.add_row(
-            job.key,
+            prefix + job.key,
             job.kind,
             job.state.value,
             str(job.polls),
@@ -172,9 +189,10 @@ def _summary(
         )
     console.print(table)
     submits = ledger.get("submits")
+    own = sum(1 for j in jobs if j.for_each is None)  # a for_each job's children submit
     console.print(
         f"upstream saw {len(submits) if isinstance(submits, list) else '?'} submits "
-        f"for {len(jobs)} jobs (never more: nothing is paid for twice)"
+        f"for {own} jobs (never more: nothing is paid for twice)"
     )
     for job in jobs:
         for artifact in job.artifacts:
