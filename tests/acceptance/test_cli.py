@@ -146,3 +146,51 @@ def test_http_api_and_healthz(start_sandbox: Any, deploy: Any) -> None:
         assert client.get("/api/jobs/nope").status_code == 404
         wait_for(lambda: client.get("/api/jobs/h").json()["state"] == "completed", 60, "completed")
         assert client.post("/callbacks/" + "A" * 43, json={"code": 200}).status_code == 404
+
+
+def test_a_pipeline_from_the_cli_waits_and_cancels_as_a_tree(deploy: Any) -> None:
+    d: Deployment = deploy("http://127.0.0.1:9")  # no daemon: nothing is released here
+    submit_song(d, "song")
+    wav = d.cli(
+        "submit", "wav", "--key", "song-wav", "--after", "song",
+        "--param", "taskId=${song.task_id}", "--param", "audioId=${song.tracks[0].id}",
+    )  # fmt: skip
+    assert wav.returncode == 0 and wav.stdout.strip() == "song-wav", wav.stderr
+    d.cli(
+        "submit", "music_video", "--key", "video", "--after", "song", "--for-each", "song.tracks",
+        "--param", "taskId=${song.task_id}", "--param", "audioId=${item.id}", check=True,
+    )  # fmt: skip
+    jobs = {j["key"]: j for j in d.jobs()}
+    assert jobs["song-wav"]["state"] == "waiting" and jobs["song-wav"]["parents"] == ["song"]
+    assert jobs["song"]["children"] == ["song-wav", "video"]
+    assert jobs["video"]["for_each"] == "song.tracks"
+    shown = d.cli("show", "song-wav", check=True).stdout
+    assert "waiting for parent song (queued)" in shown and "parents:   song" in shown
+    tree = d.cli("status", check=True).stdout
+    assert "├─ song-wav" in tree and "└─ video" in tree
+    cancelled = d.cli("cancel", "--tree", "song", check=True).stdout.split("\n")
+    assert {line.split(":")[0] for line in cancelled if line} == {"song", "song-wav", "video"}
+    assert {j["state"] for j in d.jobs()} == {"cancelled"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--after", "nope", "--param", "taskId=t", "--param", "audioId=a"], "no known job"),
+        (["--param", "taskId=${song.task_id}", "--param", "audioId=a"], "needs after"),
+        (
+            ["--after", "song", "--param", "taskId=t", "--param", "audioId=${song.tracks[0].x}"],
+            "a track has no field 'x'",
+        ),
+        (["--after", "song", "--param", "taskId=t", "--param", "audioId=${item.id}"], "for_each"),
+    ],
+)
+def test_a_bad_pipeline_submit_is_a_clear_error_and_records_nothing(
+    deploy: Any, args: list[str], message: str
+) -> None:
+    d: Deployment = deploy("http://127.0.0.1:9")
+    submit_song(d, "song")
+    result = d.cli("submit", "wav", "--key", "w", *args)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    _no_traceback(result)
+    assert [j["key"] for j in d.jobs()] == ["song"]
