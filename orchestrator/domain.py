@@ -28,7 +28,7 @@ class Artifact:
 
     name: str  #: file name under artifacts_dir/<job key>/, derived from sanitised ids only
     url: str  #: where to fetch it (the latest verified URL)
-    media: str  #: "audio" | "image" | "video"
+    media: str  #: "audio" | "image" | "video" | "text" (an inline result, as a data: URL)
     state: ArtifactState = ArtifactState.PENDING
     path: str | None = None
     bytes: int | None = None

@@ -8,6 +8,7 @@ orchestrator fills ``callBackUrl`` itself.
 
 from __future__ import annotations
 
+import base64
 import re
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -26,8 +27,8 @@ MODELS: tuple[str, ...] = ("V4", "V4_5", "V4_5PLUS", "V4_5ALL", "V5", "V5_5")
 @dataclass(frozen=True)
 class Kind:
     name: str
-    #: "music" (record-info with status + sunoData tracks) or "mp4" (successFlag + result
-    #: URLs: music video, WAV, vocal removal)
+    #: "music" (record-info with status + sunoData tracks), "mp4" (successFlag + result
+    #: URLs: music video, WAV, vocal removal) or "lyrics" (status + texts, no files upstream)
     family: str
     required: tuple[str, ...]
     #: value checks: field -> (type, max length or None)
@@ -110,6 +111,12 @@ KINDS: dict[str, Kind] = {
             required=("taskId", "audioId"),
             types=_SOURCE,
             needs="audio_wav",
+        ),
+        Kind(
+            name="lyrics",
+            family="lyrics",
+            required=("prompt",),
+            types={"prompt": (str, 200)},
         ),
         Kind(
             name="vocal_removal",
@@ -239,7 +246,13 @@ def _vocal_removal_rules(params: Mapping[str, Any], unresolved: frozenset[str]) 
         raise InvalidParams(f"type must be one of {', '.join(VOCAL_REMOVAL_TYPES)}, got {kind!r}")
 
 
+def _lyrics_rules(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
+    if "prompt" not in unresolved:
+        _nonempty(params, "lyrics", "prompt")
+
+
 _RULES: dict[str, Callable[[Mapping[str, Any], frozenset[str]], None]] = {
+    "lyrics": _lyrics_rules,
     "generate_music": _generate_rules,
     "extend": _extend_rules,
     "replace_section": _replace_rules,
@@ -302,6 +315,17 @@ def _artifacts(kind_name: str, report: UpstreamReport) -> tuple[Artifact, ...] |
 
     kind = get_kind(kind_name)
     out: list[Artifact] = []
+    if kind.family == "lyrics":
+        # the upstream gives the texts themselves: each is stored as a file, fetched from a
+        # data: URL the orchestrator makes (the downloader writes it, no network)
+        if not report.task_id or not report.texts:
+            return None
+        for n, (title, text) in enumerate(report.texts, start=1):
+            encoded = base64.b64encode(text.encode("utf-8")).decode("ascii")
+            url = f"data:text/plain;charset=utf-8;base64,{encoded}"
+            name = safe_name(f"{n}-{slug(title, 'lyrics')}", "txt")
+            out.append(Artifact(name=name, url=url, media="text"))
+        return tuple(out)
     if kind.family == "mp4":
         files = dict(report.files)
         if not files and report.video_url:

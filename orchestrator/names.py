@@ -8,7 +8,9 @@ import re
 from orchestrator.exceptions import DownloadRefused
 
 #: Extensions an artifact may be stored under.
-ALLOWED_EXTENSIONS: frozenset[str] = frozenset({"mp3", "jpeg", "jpg", "png", "mp4", "wav", "webp"})
+ALLOWED_EXTENSIONS: frozenset[str] = frozenset(
+    {"mp3", "jpeg", "jpg", "png", "mp4", "wav", "webp", "txt"}
+)
 
 #: Longest name returned, extension included.
 MAX_NAME_LENGTH = 100

@@ -59,6 +59,8 @@ class UpstreamReport:
     #: a media task's result files by label ("video", "audio_wav", "vocal", ...), in the
     #: order the upstream listed them (music video, WAV, vocal removal)
     files: tuple[tuple[str, str], ...] = ()
+    #: a lyrics task's texts, (title, text) per variant
+    texts: tuple[tuple[str, str], ...] = ()
     error_code: int | None = None
     error_message: str | None = None
     #: the provider's own status word (e.g. SENSITIVE_WORD_ERROR, CALLBACK_EXCEPTION, "first")
@@ -72,6 +74,7 @@ class UpstreamReport:
             "tracks": [asdict(t) for t in self.tracks],
             "video_url": self.video_url,
             "files": dict(self.files),
+            "lyrics": [{"title": title, "text": text} for title, text in self.texts],
         }
 
 

@@ -34,6 +34,8 @@ ALLOWED_TYPES: dict[str, tuple[str, ...]] = {
     "audio": ("audio/*", "application/octet-stream"),
     "image": ("image/*", "application/octet-stream"),
     "video": ("video/*", "application/octet-stream"),
+    #: a text result the upstream gave inline (lyrics): a data: URL the orchestrator made
+    "text": ("text/plain",),
 }
 
 
@@ -127,6 +129,7 @@ class Downloader:
                 dest,
                 allowed_types=ALLOWED_TYPES[artifact.media],
                 on_chunk=heartbeat.beat,
+                inline=artifact.media == "text",
             )
         except _LeaseLost:
             log.info("download_lease_lost", key=job.key, artifact=artifact.name)

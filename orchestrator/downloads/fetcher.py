@@ -25,6 +25,10 @@ So the fetcher:
   ``Connection: close`` so no pooled connection, keyed by IP, is reused for another name;
 * writes to a temporary file next to ``dest`` and renames it into place only when complete.
 
+A text result the upstream gave inline (lyrics) reaches the downloader as a ``data:`` URL the
+orchestrator made itself; it is written the same way, with no network at all, and only when
+the caller asks for it (``inline=True``): a ``data:`` URL in an upstream answer is refused.
+
 Refusals are :class:`DownloadRefused`, expired URLs :class:`DownloadExpired`, everything worth
 retrying :class:`DownloadTransient`. Messages name the host, never the full URL: presigned
 URLs carry credentials in their query string.
@@ -32,6 +36,8 @@ URLs carry credentials in their query string.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import math
 import os
@@ -145,15 +151,19 @@ class Fetcher:
         *,
         allowed_types: Sequence[str],
         on_chunk: Callable[[], None] | None = None,
+        inline: bool = False,
     ) -> FetchResult:
         """Download ``url`` into ``dest`` (replaced atomically), or raise a DownloadError.
 
         ``on_chunk`` is called after each chunk is written (a caller renews its lease there;
-        whatever it raises aborts the download and removes the temporary file).
+        whatever it raises aborts the download and removes the temporary file). ``inline``
+        accepts a base64 ``data:`` URL (and nothing else).
         """
         if isinstance(allowed_types, str):
             raise TypeError("allowed_types must be a sequence of media types, not a string")
         deadline = self._clock() + self._timeout_s
+        if inline:
+            return self._inline(url, dest, allowed_types, deadline)
         try:
             current = self._validate(httpx.URL(url))
         except httpx.InvalidURL as exc:
@@ -188,6 +198,28 @@ class Fetcher:
                 content_type=content_type,
                 final_url=str(current),
             )
+
+    def _inline(
+        self, url: str, dest: pathlib.Path, allowed_types: Sequence[str], deadline: float
+    ) -> FetchResult:
+        """A ``data:<type>[;params];base64,<payload>`` URL, written like a download."""
+        head, comma, payload = url.partition(",")
+        parts = head.removeprefix("data:").split(";")
+        if not url.startswith("data:") or not comma or parts[-1] != "base64":
+            raise DownloadRefused("refused: an inline result must be a base64 data: URL")
+        content_type = parts[0].strip().lower()
+        if not _type_allowed(content_type, allowed_types):
+            raise DownloadRefused(f"inline: content type {content_type or '(none)'!r} refused")
+        if len(payload) > (self._max_bytes + 2) * 4 // 3 + 4:
+            raise DownloadRefused(f"inline: over the {self._max_bytes}-byte cap")
+        try:
+            body = base64.b64decode(payload, validate=True)
+        except binascii.Error as exc:
+            raise DownloadRefused("refused: an inline result that is not base64") from exc
+        response = httpx.Response(200, content=body, headers={"content-type": content_type})
+        where = httpx.URL("data://inline/")
+        written, digest = self._write(response, dest, deadline, len(body), where)
+        return FetchResult(dest, written, digest, content_type, "data:")
 
     # -- URL rules ---------------------------------------------------------------------------
 

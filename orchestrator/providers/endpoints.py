@@ -23,6 +23,7 @@ ENDPOINTS = MappingProxyType(
         "extend": Endpoints("/api/v1/generate/extend", "/api/v1/generate/record-info"),
         "music_video": Endpoints("/api/v1/mp4/generate", "/api/v1/mp4/record-info"),
         "wav": Endpoints("/api/v1/wav/generate", "/api/v1/wav/record-info"),
+        "lyrics": Endpoints("/api/v1/lyrics", "/api/v1/lyrics/record-info"),
         "vocal_removal": Endpoints(
             "/api/v1/vocal-removal/generate", "/api/v1/vocal-removal/record-info"
         ),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from orchestrator.jsonvalues import is_storable_word
@@ -221,6 +222,81 @@ def music_record_report(data: Mapping[str, Any], task_id: str) -> UpstreamReport
     return _report(status, data, task_id, word, tracks=tracks)
 
 
+#: most lyrics variants and characters per text accepted in one payload
+MAX_TEXTS = 10
+MAX_LYRICS = 20_000
+
+
+def texts_from(items: object, where: str) -> tuple[tuple[str, str], ...]:
+    """Lyrics variants ``[{text, title, status?, errorMessage?}]`` as (title, text); null or
+    absent is none; a variant without text (one that failed) is left out."""
+    if items is None:
+        return ()
+    if not isinstance(items, list):
+        raise ShapeError(f"{where} must be a list or null")
+    if len(items) > MAX_TEXTS:
+        raise ShapeError(f"{where} has {len(items)} entries; at most {MAX_TEXTS}")
+    found: list[tuple[str, str]] = []
+    for n, item in enumerate(items):
+        if not isinstance(item, Mapping):
+            raise ShapeError(f"{where}[{n}] must be an object")
+        text = item.get("text")
+        if text is None or (isinstance(text, str) and not text.strip()):
+            continue
+        if not isinstance(text, str) or len(text) > MAX_LYRICS:
+            raise ShapeError(f"{where}[{n}].text must be a string of at most {MAX_LYRICS}")
+        if "\x00" in text or not is_storable_word(text.replace("\n", " ").replace("\t", " ")):
+            raise ShapeError(f"{where}[{n}].text has control characters or broken Unicode")
+        found.append((clip(item.get("title"), 100) or "", text))
+    return tuple(found)
+
+
+def lyrics_record_report(data: Mapping[str, Any], task_id: str) -> UpstreamReport:
+    """``lyrics/record-info`` ``data`` -> report: done when a variant has its text."""
+    word = data.get("status")
+    if not isinstance(word, str) or not word.strip():
+        raise ShapeError("data.status must be a non-empty string")
+    word = word.strip()
+    response = data.get("response")
+    if response is None:
+        texts: tuple[tuple[str, str], ...] = ()
+    elif isinstance(response, Mapping):
+        texts = texts_from(response.get("data"), "data.response.data")
+    else:
+        raise ShapeError("data.response must be an object or null")
+    upper = word.upper()
+    if upper in ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS"):
+        status = UpstreamStatus.PENDING
+    elif upper in ("SUCCESS", "CALLBACK_EXCEPTION"):
+        status = UpstreamStatus.SUCCESS if texts else UpstreamStatus.PENDING
+    elif _failed_word(upper):
+        status = UpstreamStatus.FAILED
+    else:
+        raise ShapeError(f"unknown record-info status {clip(word, 60)!r}")
+    report = _report(status, data, task_id, word)
+    return replace(report, texts=texts)
+
+
+def lyrics_callback_report(body: object) -> UpstreamReport:
+    """A lyrics callback (``data.taskId``, ``data.data`` the variants) -> report."""
+    code, msg, data, task_id = callback_envelope(body)
+    kind = data.get("callbackType")
+    if kind is not None and not isinstance(kind, str):
+        raise ShapeError("callback data.callbackType must be a string")
+    texts = texts_from(data.get("data"), "callback data.data")
+    if code == 200 and kind != "error":
+        # only a complete answer with its texts is an outcome; the poll stays authoritative
+        status = UpstreamStatus.SUCCESS if texts else UpstreamStatus.PENDING
+        return UpstreamReport(status, task_id, texts=texts, raw_status=clip(kind, 40) or "200")
+    return UpstreamReport(
+        status=UpstreamStatus.FAILED,
+        task_id=task_id,
+        error_code=code if code != 200 else None,
+        error_message=clip(data.get("error")) or clip(msg) or "lyrics generation failed",
+        raw_status=clip(kind, 40) if kind is not None else str(code),
+    )
+
+
 def mp4_record_report(
     data: Mapping[str, Any], task_id: str, needs: str = "video"
 ) -> UpstreamReport:
@@ -315,7 +391,7 @@ def callback_envelope(body: object) -> tuple[int, str | None, Mapping[str, Any],
 
 
 def music_callback_report(body: object) -> UpstreamReport:
-    """A music-family callback (generate, extend, replace section, lyrics) -> report."""
+    """A music-family callback (generate, extend, replace section) -> report."""
     code, msg, data, task_id = callback_envelope(body)
     kind = data.get("callbackType")
     if kind is not None and not isinstance(kind, str):

@@ -214,6 +214,8 @@ class SunoProvider:
         try:
             if spec.family == "mp4":
                 return normalise.mp4_record_report(data, task_id, spec.needs)
+            if spec.family == "lyrics":
+                return normalise.lyrics_record_report(data, task_id)
             return normalise.music_record_report(data, task_id)
         except ShapeError as exc:
             raise UpstreamProtocolError(f"{where}: {exc}", http_status=http) from exc
@@ -249,6 +251,8 @@ class SunoProvider:
         try:
             if spec.family == "mp4":
                 return normalise.mp4_callback_report(body, spec.needs)
+            if spec.family == "lyrics":
+                return normalise.lyrics_callback_report(body)
             return normalise.music_callback_report(body)
         except ShapeError as exc:
             raise CallbackRejected(f"{spec.name} callback refused: {exc}") from exc

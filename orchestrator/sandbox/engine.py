@@ -39,6 +39,7 @@ from orchestrator.sandbox.references import (
     EXCLUSIVE_KINDS,
     Source,
     check_references,
+    make_lyrics,
     make_tracks,
     stable_hex,
 )
@@ -52,12 +53,14 @@ SUBMIT_PATHS: dict[str, Kind] = {
     "/api/v1/mp4/generate": "music_video",
     "/api/v1/wav/generate": "wav",
     "/api/v1/vocal-removal/generate": "vocal_removal",
+    "/api/v1/lyrics": "lyrics",
 }
 DETAIL_PATHS: dict[str, frozenset[str]] = {
     "/api/v1/generate/record-info": MUSIC_FAMILY,
     "/api/v1/mp4/record-info": frozenset({"music_video"}),
     "/api/v1/wav/record-info": frozenset({"wav"}),
     "/api/v1/vocal-removal/record-info": frozenset({"vocal_removal"}),
+    "/api/v1/lyrics/record-info": frozenset({"lyrics"}),
 }
 CREDIT_PATH = "/api/v1/generate/credit"
 #: credits one submit costs (531 failures give them back)
@@ -68,6 +71,7 @@ COSTS: dict[str, int] = {
     "music_video": 2,
     "wav": 1,
     "vocal_removal": 10,
+    "lyrics": 1,
 }
 #: kinds of which one audio may have only one (live) task: a second one answers 409
 
@@ -327,6 +331,7 @@ class Engine:
             draws=draws,
             plan=plan,
             tracks=make_tracks(kind, body, index, draws, source, self.config.seed),
+            texts=make_lyrics(kind, body, index),
             callback_url=str(body["callBackUrl"]),
             cost=COSTS[kind],
             lag=faults.lag * scale,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-Kind = Literal["generate_music", "extend", "replace_section", "music_video", "wav", "vocal_removal"]
+Kind = Literal[
+    "generate_music", "extend", "replace_section", "music_video", "wav", "vocal_removal", "lyrics"
+]
 
 MUSIC_FAMILY: frozenset[str] = frozenset({"generate_music", "extend", "replace_section"})

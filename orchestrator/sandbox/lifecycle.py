@@ -9,11 +9,11 @@ passed; the delivery thread sends each stage's callback at its offset. Unscaled 
   SUCCESS 60-180 s; a generation failure comes 20-60 s in, after TEXT_SUCCESS; a
   sensitive-word or task-creation failure 1-3 s in, with no progress before it.
 - music video, WAV, vocal removal: SUCCESS 40-120 s; failure 10-40 s (1-3 s for a creation
-  failure, 5-15 s for a source audio that cannot be fetched).
+  failure, 5-15 s for a source audio that cannot be fetched); lyrics: SUCCESS 10-30 s.
 
 Callbacks per kind: generate and extend send ``text``, ``first``, ``complete`` (or ``error``);
 replace section only ``complete`` or ``error`` (as its callback page says); music video, WAV
-and vocal removal one callback, success or failure.
+vocal removal and lyrics one callback, success or failure.
 """
 
 from __future__ import annotations
@@ -148,6 +148,8 @@ def _stages(
         first = Stage(FIRST_SUCCESS, "first" if progress else None, first_at)
         complete_at = max(complete_at, first_at + (10.0 if durations.model == "uniform" else 0.5))
         return [text, first, Stage(SUCCESS, "complete", complete_at, terminal=True)]
+    if kind == "lyrics":  # text only: quicker than any audio
+        single_at = single_at / 4.0
     if failure is None:
         return [Stage(SUCCESS, "complete", single_at, terminal=True)]
     if failure.immediate:

@@ -34,6 +34,9 @@ _CODE_MARKER = re.compile(r"FAIL_(\d{3})")
 
 MUSIC_MARKER_CODES = frozenset({400, 408, 413, 500, 501, 531})
 VIDEO_MARKER_CODES = frozenset({400, 451, 500, 501})
+LYRICS_MARKER_CODES = frozenset({400, 500, 501})
+#: kinds whose prompt may carry SENSITIVE_WORD
+_SENSITIVE_KINDS = MUSIC_FAMILY | {"lyrics"}
 
 #: the status a generation failure has, per kind
 FAILED_STATUS: dict[str, str] = {
@@ -43,6 +46,7 @@ FAILED_STATUS: dict[str, str] = {
     "music_video": "GENERATE_MP4_FAILED",
     "wav": "GENERATE_WAV_FAILED",
     "vocal_removal": "GENERATE_AUDIO_FAILED",
+    "lyrics": "GENERATE_LYRICS_FAILED",
 }
 
 FAILURE_MESSAGES: dict[int, str] = {
@@ -81,6 +85,8 @@ def failure_for_code(kind: Kind, code: int) -> Failure:
 def _marker_texts(kind: Kind, params: dict[str, Any]) -> list[str]:
     if kind in MUSIC_FAMILY:
         return [value for value in params.values() if isinstance(value, str)]
+    if kind == "lyrics":
+        return [value for value in (params.get("prompt"),) if isinstance(value, str)]
     if kind == "music_video":
         return [
             value for key in ("author", "domainName") if isinstance(value := params.get(key), str)
@@ -93,7 +99,7 @@ def failure_from_markers(kind: Kind, params: dict[str, Any]) -> Failure | None:
     texts = _marker_texts(kind, params)
     if not texts:
         return None
-    if kind in MUSIC_FAMILY and any(SENSITIVE_MARKER in text for text in texts):
+    if kind in _SENSITIVE_KINDS and any(SENSITIVE_MARKER in text for text in texts):
         return Failure(
             status="SENSITIVE_WORD_ERROR",
             code=400,
@@ -107,7 +113,13 @@ def failure_from_markers(kind: Kind, params: dict[str, Any]) -> Failure | None:
             message="Failed to create the task.",
             immediate=True,
         )
-    allowed = MUSIC_MARKER_CODES if kind in MUSIC_FAMILY else VIDEO_MARKER_CODES
+    allowed = (
+        MUSIC_MARKER_CODES
+        if kind in MUSIC_FAMILY
+        else LYRICS_MARKER_CODES
+        if kind == "lyrics"
+        else VIDEO_MARKER_CODES
+    )
     for text in texts:
         for match in _CODE_MARKER.finditer(text):
             code = int(match.group(1))

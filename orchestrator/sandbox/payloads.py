@@ -39,6 +39,29 @@ SUCCESS_MESSAGES: dict[str, str] = {
 }
 
 
+def _lyrics_items(task: Task) -> list[dict[str, Any]]:
+    return [
+        {"text": text, "title": title, "status": "complete", "errorMessage": ""}
+        for title, text in task.texts
+    ]
+
+
+def lyrics_record(task: Task, now: float) -> dict[str, Any]:
+    """``data`` of lyrics/record-info (status words as generate's, ``type`` LYRICS)."""
+    status = task.status(now)
+    error_code, error_message = _error_fields(task, status)
+    done = status != PENDING and task.succeeds
+    return {
+        "taskId": task.task_id,
+        "param": json.dumps(task.params, ensure_ascii=False),
+        "response": {"taskId": task.task_id, "data": _lyrics_items(task)} if done else None,
+        "status": status,
+        "type": "LYRICS",
+        "errorCode": error_code,
+        "errorMessage": error_message,
+    }
+
+
 class UrlMaker(Protocol):
     """Hands out a signed URL for one artifact of a task (and records it in the ledger)."""
 
@@ -168,6 +191,8 @@ def media_record(task: Task, now: float, urls: UrlMaker) -> dict[str, Any]:
 
 
 def record(task: Task, now: float, urls: UrlMaker) -> dict[str, Any]:
+    if task.kind == "lyrics":
+        return lyrics_record(task, now)
     return music_record(task, now, urls) if task.is_music else media_record(task, now, urls)
 
 
@@ -194,6 +219,12 @@ def callback_body(task: Task, stage_index: int, urls: UrlMaker) -> dict[str, Any
                 item["createTime"] = item.pop("create_time")
             data["data"] = tracks
         return {"code": 200, "msg": CALLBACK_MESSAGES[str(stage.callback)], "data": data}
+    if task.kind == "lyrics":  # its callback says taskId (camelCase), and callbackType
+        if failure is not None:
+            data = {"callbackType": "error", "taskId": task.task_id, "data": None}
+            return {"code": failure.code, "msg": failure.message, "data": data}
+        data = {"callbackType": "complete", "taskId": task.task_id, "data": _lyrics_items(task)}
+        return {"code": 200, "msg": CALLBACK_MESSAGES["complete"], "data": data}
     if failure is not None:
         return {"code": failure.code, "msg": failure.message, "data": {"task_id": task.task_id}}
     result = _result_urls(task, urls, "callback")

@@ -58,7 +58,7 @@ def check_references(
     exclusive: dict[tuple[str, str], str],
 ) -> Rejection | Source:
     """Look up the taskId/audioId a request names; refuse what the store contradicts."""
-    if kind == "generate_music":
+    if kind in ("generate_music", "lyrics"):
         return Source(None, None, None)
     if "taskId" in body and body["taskId"] not in tasks:
         return Rejection("invalid", "taskId")
@@ -89,6 +89,19 @@ def check_references(
     elif not ready and kind == "wav":
         failure = failure_for_code(kind, 400)
     return Source(task, track, failure)
+
+
+def make_lyrics(kind: Kind, body: dict[str, Any], index: int) -> tuple[tuple[str, str], ...]:
+    """The two lyrics variants a lyrics task writes (none for other kinds): (title, text)."""
+    if kind != "lyrics":
+        return ()
+    prompt = " ".join(str(body.get("prompt") or "").split())
+    title = " ".join(prompt.split()[:4]).title()[:80] or "Untitled"
+    lines = (
+        f"[Verse]\n{prompt}\nand the night goes on",
+        f"[Verse]\nsomewhere in {prompt.lower()}\n[Chorus]\nwe sing it once again",
+    )
+    return tuple((title, f"{text}\n({index}.{n})") for n, text in enumerate(lines))
 
 
 def make_tracks(

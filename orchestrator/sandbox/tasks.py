@@ -76,6 +76,8 @@ class Task:
     callback_exception_at: float | None = None
     #: artifact names whose URL record-info already handed out once (``expire`` fault)
     handed_out: set[str] = field(default_factory=set)
+    #: a lyrics task's variants, (title, text)
+    texts: tuple[tuple[str, str], ...] = ()
 
     # -- timing ------------------------------------------------------------------------
     def reached_at(self, index: int) -> float:

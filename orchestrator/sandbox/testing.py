@@ -90,7 +90,8 @@ class Received:
     def task_id(self) -> str | None:
         body = self.body
         data = body.get("data") if isinstance(body, dict) else None
-        value = data.get("task_id") if isinstance(data, dict) else None
+        # lyrics callbacks say taskId
+        value = (data.get("task_id") or data.get("taskId")) if isinstance(data, dict) else None
         return value if isinstance(value, str) else None
 
 

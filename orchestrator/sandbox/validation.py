@@ -188,6 +188,18 @@ def _vocal_removal(body: dict[str, Any]) -> Rejection | None:
     return None
 
 
+#: longest lyrics prompt [seen: provider pages say 200 characters]
+LYRICS_PROMPT_MAX = 200
+
+
+def _lyrics(body: dict[str, Any]) -> Rejection | None:
+    return (
+        _require(body, "prompt")
+        or _strings(body, "prompt")
+        or _lengths(body, {"prompt": LYRICS_PROMPT_MAX})
+    )
+
+
 _VALIDATORS: dict[str, Callable[[dict[str, Any]], Rejection | None]] = {
     "generate_music": _generate,
     "extend": _extend,
@@ -195,6 +207,7 @@ _VALIDATORS: dict[str, Callable[[dict[str, Any]], Rejection | None]] = {
     "music_video": _music_video,
     "wav": _wav,
     "vocal_removal": _vocal_removal,
+    "lyrics": _lyrics,
 }
 
 

@@ -181,3 +181,37 @@ def test_a_sigkill_mid_pipeline_creates_every_child_once_and_pays_nothing_twice(
     assert len(set(accepted) - known) <= len(uncertain) <= 1
     per_path = submits(sandbox.ledger())
     assert per_path["/api/v1/mp4/generate"] <= 2 and per_path["/api/v1/generate"] == 1
+
+
+LYRICS_TO_SONG = """
+[[jobs]]
+key = "words"
+kind = "lyrics"
+params = { prompt = "rain on a tin roof" }
+
+[[jobs]]
+key = "sung"
+kind = "generate_music"
+after = "words"
+[jobs.params]
+customMode = true
+instrumental = false
+model = "V4_5"
+style = "folk"
+title = "${words.result.lyrics[0].title}"
+prompt = "${words.result.lyrics[0].text}"
+"""
+
+
+def test_lyrics_are_stored_as_files_and_feed_a_song(start_sandbox: Any, deploy: Any) -> None:
+    sandbox = start_sandbox(time_scale=0.02)
+    deployment: Deployment = deploy(sandbox.url, interval_s=1.0, jobs=LYRICS_TO_SONG)
+    deployment.start_daemon()
+    jobs = wait_for(lambda: all_in(deployment, {"completed"}, {"words", "sung"}), 60, "both")
+    words, sung = jobs["words"], jobs["sung"]
+    first = words["result"]["lyrics"][0]
+    assert sung["params"]["prompt"] == first["text"] and sung["params"]["title"] == first["title"]
+    files = {a["name"]: Path(a["path"]) for a in words["artifacts"]}
+    assert sorted(files) == ["1-rain-on-a-tin.txt", "2-rain-on-a-tin.txt"]
+    assert files["1-rain-on-a-tin.txt"].read_text(encoding="utf-8") == first["text"]
+    assert submits(sandbox.ledger()) == Counter({"/api/v1/lyrics": 1, "/api/v1/generate": 1})

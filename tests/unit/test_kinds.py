@@ -32,6 +32,7 @@ GOOD: dict[str, dict[str, Any]] = {
     "extend": {"defaultParamFlag": False, "audioId": "audio-1", "model": "V4_5"},
     "wav": {"taskId": "task-1", "audioId": "audio-1"},
     "vocal_removal": {"taskId": "task-1", "audioId": "audio-1", "type": "split_stem"},
+    "lyrics": {"prompt": "a song about rain"},
 }
 
 HOSTILE_IDS = [
@@ -193,6 +194,21 @@ def test_extend_with_its_own_params_needs_them_all() -> None:
     validate_params("extend", full)
     assert "continueAt must be above 0" in refused("extend", {**full, "continueAt": 0})
     assert "extend needs a non-empty style" in refused("extend", {**full, "style": " "})
+
+
+def test_lyrics_are_stored_as_text_files_from_data_urls() -> None:
+    import base64
+
+    texts = (("Rain", "[Verse]\nrain on the roof"), ("", "second"))
+    out = artifacts_for("lyrics", UpstreamReport(UpstreamStatus.SUCCESS, "t", texts=texts))
+    assert out is not None and [(a.name, a.media) for a in out] == [
+        ("1-rain.txt", "text"),
+        ("2-lyrics.txt", "text"),
+    ]
+    payload = out[0].url.split(",", 1)[1]
+    assert base64.b64decode(payload).decode() == "[Verse]\nrain on the roof"
+    assert artifacts_for("lyrics", UpstreamReport(UpstreamStatus.SUCCESS, "t")) is None
+    assert "lyrics needs a non-empty prompt" in refused("lyrics", {"prompt": "  "})
 
 
 def test_vocal_removal_type_is_one_of_two() -> None:

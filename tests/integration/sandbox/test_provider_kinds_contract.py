@@ -125,3 +125,28 @@ def test_music_video_still_yields_its_video(provider: Provider, receiver: Callba
     polled, called = run(provider, receiver, "music_video", params)
     assert [a.name for a in artifacts_for("music_video", polled) or ()] == ["video.mp4"]
     assert [a.name for a in artifacts_for("music_video", called) or ()] == ["video.mp4"]
+
+
+def test_lyrics_are_text_results_stored_as_files(
+    provider: Provider, receiver: CallbackReceiver
+) -> None:
+    polled, called = run(provider, receiver, "lyrics", {"prompt": "rain on a tin roof"})
+    assert polled.status == called.status == UpstreamStatus.SUCCESS
+    assert polled.texts == called.texts and len(polled.texts) == 2
+    title, text = polled.texts[0]
+    assert title == "Rain On A Tin" and "[Verse]" in text
+    files = artifacts_for("lyrics", polled) or ()
+    assert [(a.name, a.media) for a in files] == [
+        ("1-rain-on-a-tin.txt", "text"),
+        ("2-rain-on-a-tin.txt", "text"),
+    ]
+    assert all(a.url.startswith("data:text/plain;charset=utf-8;base64,") for a in files)
+    assert polled.result_json()["lyrics"][1] == {"title": title, "text": polled.texts[1][1]}
+
+
+def test_a_lyrics_failure_is_reported_by_both_channels(
+    provider: Provider, receiver: CallbackReceiver
+) -> None:
+    polled, called = run(provider, receiver, "lyrics", {"prompt": "a song FAIL_500"})
+    assert polled.status == called.status == UpstreamStatus.FAILED
+    assert polled.error_code == called.error_code == 500

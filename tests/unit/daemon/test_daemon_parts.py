@@ -342,7 +342,15 @@ class FakeFetcher:
     errors: list[Exception] = field(default_factory=list)
     body: bytes = b"ID3 fake mp3"
 
-    def fetch(self, url: str, dest: Path, *, allowed_types: Any, on_chunk: Any = None) -> Any:
+    def fetch(
+        self,
+        url: str,
+        dest: Path,
+        *,
+        allowed_types: Any,
+        on_chunk: Any = None,
+        inline: bool = False,
+    ) -> Any:
         if self.errors:
             raise self.errors.pop(0)
         import hashlib

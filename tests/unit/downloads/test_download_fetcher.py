@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
 import pathlib
@@ -852,3 +853,39 @@ def test_system_resolver_failure_is_transient(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(socket, "getaddrinfo", gai_error)
     with pytest.raises(DownloadTransient, match="could not resolve"):
         SystemResolver().resolve("nowhere.example", 443)
+
+
+# -- inline (a text result the orchestrator made into a data: URL) ----------------------------
+
+LYRICS = "[Verse]\nrain on the roof, é".encode()
+INLINE = "data:text/plain;charset=utf-8;base64," + base64.b64encode(LYRICS).decode()
+
+
+def test_an_inline_result_is_written_like_a_download_without_network(
+    make_env: Callable[..., Env],
+) -> None:
+    env = make_env(never)
+    result = env.fetcher.fetch(INLINE, env.dest, allowed_types=["text/plain"], inline=True)
+    assert env.dest.read_bytes() == LYRICS and result.bytes == len(LYRICS)
+    assert result.sha256 == hashlib.sha256(LYRICS).hexdigest()
+    assert result.content_type == "text/plain" and env.leftovers() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "inline", "types", "match"),
+    [
+        (INLINE, False, ["text/plain"], "scheme 'data'"),  # only when the caller asks
+        ("https://files.example/a.txt", True, ["text/plain"], "base64 data: URL"),
+        ("data:text/plain,plain%20text", True, ["text/plain"], "base64 data: URL"),
+        ("data:text/plain;base64,@@@", True, ["text/plain"], "not base64"),
+        (INLINE.replace("text/plain", "text/html"), True, ["text/plain"], "content type"),
+        ("data:text/plain;base64," + "QUFB" * 100, True, ["text/plain"], "cap"),
+    ],
+)
+def test_a_bad_inline_result_is_refused(
+    make_env: Callable[..., Env], url: str, inline: bool, types: list[str], match: str
+) -> None:
+    env = make_env(never, max_bytes=200)
+    with pytest.raises(DownloadRefused, match=match):
+        env.fetcher.fetch(url, env.dest, allowed_types=types, inline=inline)
+    assert not env.dest.exists()
