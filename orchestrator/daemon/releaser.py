@@ -9,6 +9,10 @@ for_each job, its children):
   tick by tick, does every job below it; none of them is submitted;
 * a for_each job whose children all completed is `completed`.
 
+A pass runs when a job finished here (:meth:`Releaser.wake`) and otherwise every
+``sweep_s`` (a job another daemon finished, a job recorded by another process whose parents
+are done already), so an idle pipeline costs one query per sweep, not per tick.
+
 Every change is an observation through the reconciler (a compare-and-set with its event), so
 two daemons releasing the same job release it once, and a crash between recording the
 children and marking the for_each job leaves nothing that the next tick does not finish.
@@ -16,7 +20,9 @@ children and marking the for_each job leaves nothing that the next tick does not
 
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -49,6 +55,8 @@ log = get_logger("orchestrator.releaser")
 
 #: passes per tick: a failure runs down one level of a pipeline per pass
 MAX_PASSES = 20
+#: a full look at the waiting jobs at least this often, woken or not (seconds)
+SWEEP_S = 5.0
 
 
 class Releaser:
@@ -59,15 +67,31 @@ class Releaser:
         *,
         clock: Callable[[], datetime],
         stop: threading.Event,
+        sweep_s: float = SWEEP_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
         self.clock = clock
         self.stop = stop
+        self.sweep_s = sweep_s
+        self._monotonic = monotonic
+        self._woken = threading.Event()
+        self._woken.set()  # the first tick looks
+        self._last_pass = -math.inf
+
+    def wake(self) -> None:
+        """A job finished: look at the waiting jobs at the next tick."""
+        self._woken.set()
 
     def tick(self) -> int:
-        """Settle every waiting job, again while that changed something. Returns how many
-        jobs moved."""
+        """When woken or due: settle every waiting job, again while that changed something.
+        Returns how many jobs moved."""
+        now = self._monotonic()
+        if not self._woken.is_set() and now - self._last_pass < self.sweep_s:
+            return 0
+        self._woken.clear()
+        self._last_pass = now
         moved = 0
         for _ in range(MAX_PASSES):
             if self.stop.is_set():

@@ -44,7 +44,7 @@ from orchestrator.providers import make_provider
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Outcome, Reconciler
 from orchestrator.service import JobService
-from orchestrator.states import JobState
+from orchestrator.states import FINISHED, JobState
 from orchestrator.stores import open_store
 from orchestrator.stores.base import Store
 from orchestrator.web.app import WebContext, create_app
@@ -137,6 +137,8 @@ class Daemon:
         def on_transition(outcome: Outcome) -> None:
             if outcome.changed_state and outcome.job.state == JobState.SUCCEEDED:
                 holder["downloader"].download_soon(outcome.job.id)
+            if outcome.changed_state and outcome.job.state in FINISHED and "releaser" in holder:
+                holder["releaser"].wake()  # a parent finished: its children may go
 
         reconciler = Reconciler(store, policy, on_wake=wake_poller, on_transition=on_transition)
         # one writer for callbacks and poll results: one fsync per batch (groupcommit.py)
@@ -212,7 +214,9 @@ class Daemon:
         learner = Learner(
             store, reconciler, history=s.polling.history, half_life=s.polling.half_life
         )
-        releaser = Releaser(store, reconciler, clock=self.clock, stop=self.stop_event)
+        releaser = holder["releaser"] = Releaser(
+            store, reconciler, clock=self.clock, stop=self.stop_event
+        )
         return Parts(
             store,
             provider,
