@@ -199,7 +199,8 @@ def test_two_tracks_with_one_id_are_two_files_on_the_poll_path(make_rig: Any) ->
     tracks = tuple(Track("dup", audio_url=f"https://cdn.example.com/{n}.mp3") for n in range(2))
     after = rig.poll(job.id, UpstreamReport(U.SUCCESS, "task-0001", tracks=tracks))
     assert after.state == S.SUCCEEDED
-    assert sorted(a.name for a in after.artifacts) == ["dup-2.mp3", "dup.mp3"]
+    # named by place and title, never by the (repeated) id: still two files
+    assert sorted(a.name for a in after.artifacts) == ["1-track.mp3", "2-track.mp3"]
 
 
 def test_a_callback_that_can_never_be_stored_gets_a_4xx_not_a_503(
