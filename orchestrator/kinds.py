@@ -37,16 +37,18 @@ class Kind:
     needs: str = ""
 
 
+# lengths of the music text fields depend on the mode and model: the kind's rule checks them
 _MUSIC_TEXT: Mapping[str, tuple[type | tuple[type, ...], int | None]] = {
-    "prompt": (str, 5000),
-    "style": (str, 1000),
-    "title": (str, 100),
-    "negativeTags": (str, 1000),
+    "prompt": (str, None),
+    "style": (str, None),
+    "title": (str, None),
+    "negativeTags": (str, None),
 }
 _SOURCE: Mapping[str, tuple[type | tuple[type, ...], int | None]] = {
-    "taskId": (str, 128),
-    "audioId": (str, 128),
+    "taskId": (str, None),
+    "audioId": (str, None),
 }
+_NUMBER = (int, float)
 
 KINDS: dict[str, Kind] = {
     k.name: k
@@ -60,6 +62,11 @@ KINDS: dict[str, Kind] = {
                 "instrumental": (bool, None),
                 "model": (str, None),
                 **_MUSIC_TEXT,
+                "personaId": (str, None),
+                "vocalGender": (str, None),
+                "styleWeight": (_NUMBER, None),
+                "weirdnessConstraint": (_NUMBER, None),
+                "audioWeight": (_NUMBER, None),
             },
         ),
         Kind(
@@ -68,10 +75,12 @@ KINDS: dict[str, Kind] = {
             required=("defaultParamFlag", "audioId", "model"),
             types={
                 "defaultParamFlag": (bool, None),
-                "audioId": (str, 128),
+                "audioId": (str, None),
                 "model": (str, None),
-                "continueAt": ((int, float), None),
-                **_MUSIC_TEXT,
+                # continueAt counts only with defaultParamFlag (its rule checks it then)
+                "prompt": (str, None),
+                "style": (str, None),
+                "title": (str, None),
             },
         ),
         Kind(
@@ -95,7 +104,7 @@ KINDS: dict[str, Kind] = {
                 "infillStartS": ((int, float), None),
                 "infillEndS": ((int, float), None),
                 "fullLyrics": (str, 5000),
-                "negativeTags": (str, 1000),
+                "negativeTags": (str, None),
             },
         ),
         Kind(
@@ -152,13 +161,16 @@ def validate_params(
         raise InvalidParams(f"{problem}: params must be strict JSON values")
     if "callBackUrl" in params:
         raise InvalidParams("callBackUrl is set by the orchestrator; leave it out")
-    missing = [name for name in kind.required if name not in params]
+    # as the upstream reads it: null or blank is missing
+    missing = [name for name in kind.required if _blank(params.get(name))]
     if missing:
         raise InvalidParams(f"{kind.name} needs {', '.join(missing)}")
     for name, (typ, max_len) in kind.types.items():
         if name not in params or name in unresolved:
             continue
         value = params[name]
+        if value is None and name not in kind.required:
+            continue  # an optional field sent as null is left out upstream
         # bool is an int subclass: a number field must not take true/false
         if (typ is not bool and isinstance(value, bool)) or not isinstance(value, typ):
             want = typ.__name__ if isinstance(typ, type) else "number"
@@ -170,9 +182,13 @@ def validate_params(
         rule(params, unresolved)
 
 
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
 def _nonempty(params: Mapping[str, Any], kind: str, *names: str) -> None:
     for name in names:
-        if not str(params[name]).strip():
+        if _blank(params.get(name)):
             raise InvalidParams(f"{kind} needs a non-empty {name}")
 
 
@@ -183,15 +199,27 @@ def _model(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
 
 def _custom_limits(params: Mapping[str, Any]) -> None:
     """Custom-mode lengths: V4 is stricter than the newer models."""
-    limits = {"prompt": 3000, "style": 200, "title": 80} if params["model"] == "V4" else {}
+    v4 = params["model"] == "V4"
+    limits = {"prompt": 3000, "style": 200, "title": 80} if v4 else _CUSTOM_LIMITS
     for name, limit in limits.items():
         value = params.get(name)
         if isinstance(value, str) and len(value) > limit:
-            raise InvalidParams(f"{name} is {len(value)} characters; at most {limit} with V4")
+            model = " with V4" if v4 else ""
+            raise InvalidParams(f"{name} is {len(value)} characters; at most {limit}{model}")
+
+
+_CUSTOM_LIMITS = {"prompt": 5000, "style": 1000, "title": 100}
 
 
 def _generate_rules(params: Mapping[str, Any], unresolved: frozenset[str]) -> None:
     _model(params, unresolved)
+    gender = params.get("vocalGender")
+    if "vocalGender" not in unresolved and gender not in (None, "m", "f"):
+        raise InvalidParams(f"vocalGender must be m or f, got {gender!r}")
+    for name in ("styleWeight", "weirdnessConstraint", "audioWeight"):
+        value = params.get(name)
+        if name not in unresolved and value is not None and not 0.0 <= float(value) <= 1.0:
+            raise InvalidParams(f"{name} must be between 0 and 1, got {value!r}")
     if unresolved & {"customMode", "instrumental", "prompt", "style", "title", "model"}:
         return  # the rules between fields wait for the resolved values
     if params["customMode"] is False:
@@ -212,10 +240,12 @@ def _extend_rules(params: Mapping[str, Any], unresolved: frozenset[str]) -> None
     _model(params, unresolved)
     if unresolved or params["defaultParamFlag"] is False:
         return  # without custom params the source track's own are used
-    missing = [n for n in ("continueAt", "prompt", "style", "title") if n not in params]
+    missing = [n for n in ("continueAt", "prompt", "style", "title") if _blank(params.get(n))]
     if missing:
         raise InvalidParams(f"extend with defaultParamFlag needs {', '.join(missing)}")
     _nonempty(params, "extend", "prompt", "style", "title")
+    if isinstance(params["continueAt"], bool) or not isinstance(params["continueAt"], _NUMBER):
+        raise InvalidParams(f"continueAt must be a number, got {params['continueAt']!r}")
     if not float(params["continueAt"]) > 0:
         raise InvalidParams(f"continueAt must be above 0 s, got {params['continueAt']!r}")
     _custom_limits(params)

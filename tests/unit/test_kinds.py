@@ -113,7 +113,7 @@ def test_callback_url_is_refused(kind: str) -> None:
         ("generate_music", "customMode", 1, "customMode must be a bool"),
         ("generate_music", "customMode", "false", "customMode must be a bool"),
         ("generate_music", "instrumental", 0, "instrumental must be a bool"),
-        ("generate_music", "instrumental", None, "instrumental must be a bool"),
+        ("generate_music", "instrumental", None, "generate_music needs instrumental"),
         ("generate_music", "model", 4.5, "model must be a str"),
         ("generate_music", "prompt", ["a"], "prompt must be a str"),
         ("generate_music", "style", 1, "style must be a str"),
@@ -121,7 +121,7 @@ def test_callback_url_is_refused(kind: str) -> None:
         ("replace_section", "infillStartS", True, "infillStartS must be a number"),
         ("replace_section", "infillEndS", False, "infillEndS must be a number"),
         ("replace_section", "infillStartS", "10", "infillStartS must be a number"),
-        ("replace_section", "infillEndS", None, "infillEndS must be a number"),
+        ("replace_section", "infillEndS", None, "replace_section needs infillEndS"),
         ("replace_section", "taskId", 123, "taskId must be a str"),
         ("replace_section", "tags", ["rock"], "tags must be a str"),
         ("music_video", "audioId", 5, "audioId must be a str"),
@@ -193,7 +193,7 @@ def test_extend_with_its_own_params_needs_them_all() -> None:
     full = {**own, "continueAt": 30, "prompt": "more", "style": "pop", "title": "Longer"}
     validate_params("extend", full)
     assert "continueAt must be above 0" in refused("extend", {**full, "continueAt": 0})
-    assert "extend needs a non-empty style" in refused("extend", {**full, "style": " "})
+    assert "extend with defaultParamFlag needs style" in refused("extend", {**full, "style": " "})
 
 
 def test_lyrics_are_stored_as_text_files_from_data_urls() -> None:
@@ -208,7 +208,7 @@ def test_lyrics_are_stored_as_text_files_from_data_urls() -> None:
     payload = out[0].url.split(",", 1)[1]
     assert base64.b64decode(payload).decode() == "[Verse]\nrain on the roof"
     assert artifacts_for("lyrics", UpstreamReport(UpstreamStatus.SUCCESS, "t")) is None
-    assert "lyrics needs a non-empty prompt" in refused("lyrics", {"prompt": "  "})
+    assert "lyrics needs prompt" in refused("lyrics", {"prompt": "  "})
 
 
 def test_vocal_removal_type_is_one_of_two() -> None:
