@@ -7,6 +7,10 @@ Sources: music_video and replace_section need a finished song. They are created 
 sandbox before the faults are switched on (their tasks are not the daemon's and are left out
 of the checks); the daemon's own jobs then reference their taskId/audioId.
 
+Every tenth job is a pipeline instead: a song, a WAV of its first track after it, and a music
+video of each of its tracks (for_each), released by the daemon as the song completes, through
+the same kills; a failed song must fail its descendants at stage dependency, unsubmitted.
+
 Uncertain jobs run under the ``resubmit`` policy with a grace longer than any task takes, so a
 callback carrying the token resolves most of them first; the rest are resubmitted and counted
 separately (they may have paid twice, on purpose). Exit 0 only with zero violations.
@@ -128,7 +132,42 @@ def _sources(server: SandboxServer, count: int) -> list[tuple[str, str]]:
         time.sleep(0.2)
 
 
-def _jobs(n: int, tracks: list[tuple[str, str]], rng: random.Random) -> list[tuple[str, Any]]:
+Spec = tuple[str, str, dict[str, Any], dict[str, Any]]  # key, kind, params, submit options
+
+
+def _pipeline(key: str) -> list[Spec]:
+    """A song, a WAV of its first track, a music video of each track."""
+    return [
+        (key, "generate_music", {**SONG, "prompt": f"chaos pipeline {key}"}, {}),
+        (
+            f"{key}-wav",
+            "wav",
+            {"taskId": f"${{{key}.task_id}}", "audioId": f"${{{key}.tracks[0].id}}"},
+            {"after": [key]},
+        ),
+        (
+            f"{key}-video",
+            "music_video",
+            {"taskId": f"${{{key}.task_id}}", "audioId": "${item.id}"},
+            {"after": [key], "for_each": f"{key}.tracks"},
+        ),
+    ]
+
+
+def _jobs(n: int, tracks: list[tuple[str, str]], rng: random.Random) -> list[Spec]:
+    jobs: list[Spec] = []
+    for i, (kind, params) in enumerate(_single_jobs(n, tracks, rng)):
+        key = f"chaos-{i:04d}"
+        if i % 10 == 9:
+            jobs += _pipeline(key)
+        else:
+            jobs.append((key, kind, params, {}))
+    return jobs
+
+
+def _single_jobs(
+    n: int, tracks: list[tuple[str, str]], rng: random.Random
+) -> list[tuple[str, Any]]:
     jobs: list[tuple[str, Any]] = []
     videos = 0
     for i in range(n):
@@ -245,8 +284,8 @@ def run(args: argparse.Namespace) -> int:
         daemon = Daemon(config, workdir)
         daemon.start()
         with Orchestrator(config) as orc:
-            for i, (kind, params) in enumerate(_jobs(args.jobs, tracks, rng)):
-                orc.submit(kind, params, key=f"chaos-{i:04d}")
+            for key, kind, params, options in _jobs(args.jobs, tracks, rng):
+                orc.submit(kind, params, key=key, **options)
         for k in range(args.kills):
             daemon.wait_ready(port)
             time.sleep(rng.uniform(0.3, 5.0))  # a random moment of a running daemon

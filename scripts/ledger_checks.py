@@ -4,7 +4,9 @@ Used by ``scripts/chaos`` and the crash-window tests. The promises checked (docs
 
 * every job is in the state the upstream decided: ``completed`` if its task succeeded,
   ``failed`` if its task failed or no submit of it was ever accepted; ``uncertain`` jobs are a
-  separate category (a violation unless the caller allows them);
+  separate category (a violation unless the caller allows them); a pipeline job failed at
+  stage ``dependency`` was never submitted and its parent (or for_each child) did not
+  complete; a for_each job is ``completed`` exactly when every child is;
 * zero duplicate submissions: every accepted submit is mapped to its job by the callback token
   in its ``callBackUrl``; a job with two accepted submits is a violation unless it went through
   ``uncertain -> queued`` (the resubmit policy or operator), which is counted separately;
@@ -139,6 +141,9 @@ def check(
                     report.resubmitted_after_uncertain.append(job.key)
                 else:
                     report.duplicate_submits.append(f"{job.key}: {tasks}")
+            if job.for_each is not None or (job.error and job.error.stage == "dependency"):
+                _check_pipeline(job, tasks, {j.key: j for j in jobs}, report)
+                continue
             _check_state(job, tasks, ledger, report, resubmitted=resubmits > 0)
 
         # --- callbacks answered 2xx are in the job's event log
@@ -186,6 +191,31 @@ def check(
     finally:
         store.close()
     return report
+
+
+def _check_pipeline(job: Job, tasks: list[str], jobs: dict[str, Job], report: Report) -> None:
+    """A for_each job, or a job its pipeline failed: nothing of its own was submitted, and its
+    state follows from its parents (or its children)."""
+    if tasks or job.task_id is not None:
+        report.wrong_state.append(f"{job.key}: a pipeline job with a submit of its own {tasks}")
+        return
+    children = (job.result or {}).get("children") if job.for_each else None
+    if job.state == JobState.COMPLETED:
+        if children is None or any(
+            jobs.get(c) is None or jobs[c].state != JobState.COMPLETED for c in children
+        ):
+            report.wrong_state.append(f"{job.key}: completed, but not every child is")
+        return
+    if job.state == JobState.FAILED:
+        above = list(children or ()) + list(job.parents)
+        ended = [k for k in above if jobs.get(k) is None or jobs[k].state != JobState.COMPLETED]
+        if not ended:
+            report.wrong_state.append(
+                f"{job.key}: failed at dependency, yet all it needs completed"
+            )
+        return
+    if job.state != JobState.CANCELLED:
+        report.wrong_state.append(f"{job.key}: {job.state.value} after the run settled")
 
 
 def _check_state(
