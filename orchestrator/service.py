@@ -396,6 +396,9 @@ def explain(job: Job, policy: Policy) -> str:
     if job.state == s.SUCCEEDED:
         left = [a.name for a in job.artifacts if a.state.value != "stored"]
         return f"upstream succeeded; downloading {len(left)} file(s): {', '.join(left)}"
+    if job.state == s.COMPLETED and job.for_each is not None:
+        children = expanded(job) or ()
+        return f"done: every child completed ({', '.join(children) or 'none'})"
     if job.state == s.COMPLETED:
         return f"done: {len(job.artifacts)} file(s) stored and verified"
     if job.state == s.FAILED:

@@ -158,3 +158,16 @@ def test_an_idle_releaser_looks_only_when_woken_or_every_sweep(rig: Rig) -> None
     rig.finish("w")
     rig.releaser.wake()
     assert rig.releaser.tick() == 1  # woken: w2 released at once
+
+
+def test_show_explains_a_for_each_job_before_and_after(rig: Rig) -> None:
+    assert rig.service.detail("video").why == "waiting for parent song (queued)"
+    rig.finish("song")
+    rig.tick()
+    assert rig.service.detail("video").why.startswith("waiting for children video.0 (queued)")
+    rig.finish("video.0")
+    rig.finish("video.1")
+    rig.tick()
+    detail = rig.service.detail("video")
+    assert detail.why == "done: every child completed (video.0, video.1)"
+    assert detail.children == ("video.0", "video.1")
