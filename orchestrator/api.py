@@ -14,18 +14,35 @@ It writes to the same database as the daemon; the daemon (``orchestrator run``) 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 from orchestrator.config import Settings, load_settings
-from orchestrator.domain import Job
+from orchestrator.daemon.notifier import Answer
+from orchestrator.domain import Event, Job, Notification, NotificationState
+from orchestrator.exceptions import UsageError
+from orchestrator.notifications import PING, Target, body_of, new_webhook_id
 from orchestrator.observations import Resolution
 from orchestrator.service import JobDetail, JobService
 from orchestrator.states import FINISHED, JobState
 from orchestrator.stores import open_store
 from orchestrator.stores.base import Store
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """One transition, as ``Orchestrator.events`` yields it."""
+
+    id: int  #: the event's id: pass it back as ``since`` to resume after it
+    at: datetime
+    key: str
+    kind: str
+    event: Event
+    state: JobState | None  #: the state the job moved to
 
 
 class Orchestrator:
@@ -111,6 +128,84 @@ class Orchestrator:
 
     def resolve(self, key: str, action: str, task_id: str | None = None) -> Job:
         return self.service.resolve(key, Resolution(action), task_id)
+
+    # --- notifications and the event feed ---------------------------------------------------
+
+    def notifications(self, *, state: str | None = None) -> Sequence[Notification]:
+        states = [NotificationState(state)] if state else None
+        return self.store.notifications(states=states)
+
+    def replay(
+        self, ids: Sequence[int] = (), *, since: datetime | None = None, dead: bool = False
+    ) -> int:
+        """Send those notifications again with their own webhook-id; the daemon sends them."""
+        return self.service.replay(ids, since=since, dead=dead)
+
+    def enable_target(self, name: str) -> bool:
+        return self.service.enable_target(self._target(name).name)
+
+    def test_target(self, name: str) -> Answer:
+        """Send a signed ``ping`` to the target now (not through the outbox) and return its
+        answer."""
+        from orchestrator.clock import utcnow
+        from orchestrator.daemon.notifier import deliver, http_client, load_secrets
+
+        target = self._target(name)
+        secret = load_secrets((target,)).get(target.name)
+        now = utcnow()
+        row = Notification(
+            id=0,
+            webhook_id=new_webhook_id(),
+            target=target.name,
+            event=PING,
+            job_id=None,
+            body=body_of(PING, None, now),
+            state=NotificationState.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+        with http_client() as client:
+            answer, _took = deliver(client, target, secret, row, utcnow)
+        return answer
+
+    def _target(self, name: str) -> Target:
+        for target in self.settings.notify:
+            if target.name == name:
+                return target
+        known = ", ".join(t.name for t in self.settings.notify) or "none configured"
+        raise UsageError(f"no [[notify]] target named {name!r} (known: {known})")
+
+    def events(
+        self,
+        *,
+        since: int | datetime | None = None,
+        kinds: Sequence[str] | None = None,
+        follow: bool = False,
+        interval: float = 0.5,
+    ) -> Iterator[JobEvent]:
+        """Every transition of every job from the event log, oldest first: after event id
+        ``since`` (or from time ``since``), only jobs of ``kinds`` when given. With ``follow``
+        it keeps waiting for new ones (stop by breaking out of the loop)."""
+        after = since if isinstance(since, int) else 0
+        keys: dict[int, tuple[str, str]] = {}
+        while True:
+            batch = self.store.transitions(after, limit=500)
+            for event in batch:
+                after = event.id
+                if isinstance(since, datetime) and event.at < since:
+                    continue
+                if event.job_id not in keys:
+                    job = self.store.get_job(event.job_id)
+                    keys[event.job_id] = (job.key, job.kind)
+                key, kind = keys[event.job_id]
+                if kinds and kind not in kinds:
+                    continue
+                yield JobEvent(event.id, event.at, key, kind, event, event.to_state)
+            if len(batch) < 500:
+                if not follow:
+                    return
+                time.sleep(interval)
 
     def close(self) -> None:
         if self._own_store:

@@ -24,6 +24,7 @@ from orchestrator.exceptions import ConfigError
 from orchestrator.logs import LogFormat
 from orchestrator.machine import Policy, UncertainPolicy
 from orchestrator.networks import is_loopback, parse_networks
+from orchestrator.notifications import Target
 from orchestrator.providers.profiles import ProfileName
 from orchestrator.schedule import Adaptive, PollStrategy
 
@@ -181,6 +182,8 @@ class Settings:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     jobs: tuple[JobEntry, ...] = ()
+    #: where the user's application is told (``[[notify]]``; orchestrator.notifications)
+    notify: tuple[Target, ...] = ()
     #: where relative paths are resolved from
     base_dir: Path = field(default_factory=Path.cwd)
     source: Path | None = None
@@ -297,11 +300,11 @@ def parse_settings(
     raw: Mapping[str, Any], *, base_dir: Path, source: Path | None = None
 ) -> Settings:
     where = str(source) if source else "config"
-    unknown = set(raw) - set(_SECTIONS) - {"jobs"}
+    unknown = set(raw) - set(_SECTIONS) - {"jobs", "notify"}
     if unknown:
         raise ConfigError(
             f"{where}: unknown section(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted([*_SECTIONS, 'jobs']))}"
+            f"known: {', '.join(sorted([*_SECTIONS, 'jobs', 'notify']))}"
         )
     sections: dict[str, Any] = {}
     for name, cls in _SECTIONS.items():
@@ -310,7 +313,8 @@ def parse_settings(
             raise ConfigError(f"{where}: [{name}] must be a table")
         sections[name] = _build(cls, value, f"{where} [{name}]")
     jobs = _parse_jobs(raw.get("jobs", []), where)
-    settings = Settings(**sections, jobs=jobs, base_dir=base_dir, source=source)
+    notify = _parse_notify(raw.get("notify", []), where)
+    settings = Settings(**sections, jobs=jobs, notify=notify, base_dir=base_dir, source=source)
     _validate(settings, where)
     return settings
 
@@ -415,6 +419,89 @@ def _parse_jobs(raw_jobs: Any, where: str) -> tuple[JobEntry, ...]:
     except InvalidParams as exc:
         raise ConfigError(f"{where} [[jobs]]: {exc}") from exc
     return tuple(entries)
+
+
+_NOTIFY_KEYS = frozenset(
+    {"name", "url", "command", "secret_env", "events", "kinds", "retry_schedule_s"}
+)
+
+
+def _parse_notify(raw: Any, where: str) -> tuple[Target, ...]:
+    """``[[notify]]``: each an HTTP target (``url``) or a local ``command``."""
+    import re
+
+    from orchestrator.kinds import KINDS
+    from orchestrator.notifications import DEFAULT_EVENTS, DEFAULT_SCHEDULE, EVENT_TYPES
+
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: notify must be an array of tables ([[notify]])")
+    targets: list[Target] = []
+    for index, item in enumerate(raw, start=1):
+        label = f"{where} [[notify]] #{index}"
+        if not isinstance(item, Mapping):
+            raise ConfigError(f"{label}: must be a table")
+        unknown = set(item) - _NOTIFY_KEYS
+        if unknown:
+            known = ", ".join(sorted(_NOTIFY_KEYS))
+            raise ConfigError(
+                f"{label}: unknown key(s) {', '.join(sorted(unknown))}; known: {known}"
+            )
+        name = item.get("name", f"notify{index}")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", name):
+            raise ConfigError(f"{label}: name must be 1-64 letters, digits, '.', '_', '-'")
+        if any(t.name == name for t in targets):
+            raise ConfigError(f"{label}: duplicate name {name!r}")
+        url, command = item.get("url"), item.get("command")
+        if (url is None) == (command is None):
+            raise ConfigError(f"{label} ({name}): give url or command (one of them)")
+        if url is not None and (
+            not isinstance(url, str) or urlsplit(url).scheme not in ("http", "https")
+        ):
+            raise ConfigError(f"{label} ({name}) url: must be an http(s) URL")
+        if command is not None and (
+            not isinstance(command, list)
+            or not command
+            or not all(isinstance(part, str) and part for part in command)
+        ):
+            raise ConfigError(f"{label} ({name}) command: must be a list of strings")
+        secret_env = item.get("secret_env", "")
+        if not isinstance(secret_env, str) or (url is not None and not secret_env):
+            raise ConfigError(
+                f"{label} ({name}) secret_env: name the environment variable holding the "
+                "Standard Webhooks secret (whsec_...); the secret never goes in this file"
+            )
+        events = item.get("events", list(DEFAULT_EVENTS))
+        if not isinstance(events, list) or not all(e in EVENT_TYPES for e in events) or not events:
+            raise ConfigError(
+                f"{label} ({name}) events: a list of {', '.join(sorted(EVENT_TYPES))}"
+            )
+        kinds = item.get("kinds", [])
+        if not isinstance(kinds, list) or not all(k in KINDS for k in kinds):
+            raise ConfigError(f"{label} ({name}) kinds: a list of {', '.join(sorted(KINDS))}")
+        schedule = item.get("retry_schedule_s", list(DEFAULT_SCHEDULE))
+        if (
+            not isinstance(schedule, list)
+            or not schedule
+            or not all(
+                isinstance(s, int | float) and not isinstance(s, bool) and 0 <= s < 1e7
+                for s in schedule
+            )
+        ):
+            raise ConfigError(
+                f"{label} ({name}) retry_schedule_s: a non-empty list of seconds (>= 0)"
+            )
+        targets.append(
+            Target(
+                name=name,
+                url=url,
+                command=tuple(command or ()),
+                secret_env=secret_env,
+                events=tuple(events),
+                kinds=tuple(kinds),
+                schedule_s=tuple(float(s) for s in schedule),
+            )
+        )
+    return tuple(targets)
 
 
 def validate_job_key(key: str, where: str = "job key") -> None:

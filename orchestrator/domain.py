@@ -186,6 +186,52 @@ class Event:
     note: str = ""  #: why, in a few words
 
 
+class NotificationState(StrEnum):
+    PENDING = "pending"  #: due at ``next_attempt_at``
+    DELIVERED = "delivered"  #: a 2xx answer (a command: exit 0)
+    DEAD = "dead"  #: the schedule ran out, 410, or its target is no longer configured
+
+
+@dataclass(frozen=True)
+class Notification:
+    """One outbox row: a message to one target, written with the transition that caused it."""
+
+    id: int
+    webhook_id: str  #: the receiver's idempotency key: the same on every attempt and replay
+    target: str
+    event: str
+    job_id: int | None  #: None for a `notify test` ping
+    body: JSON
+    state: NotificationState
+    attempts: int
+    next_attempt_at: datetime | None
+    created_at: datetime
+    delivered_at: datetime | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
+class NotificationAttempt:
+    """One try: the answer's status (None: no answer) or the error, and how long it took."""
+
+    at: datetime
+    status: int | None
+    error: str | None
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class NewNotification:
+    """An outbox row to write with a transition (orchestrator.notifications makes them)."""
+
+    webhook_id: str
+    target: str
+    event: str
+    body: JSON = field(repr=False)
+    due_at: datetime
+
+
 @dataclass(frozen=True)
 class NewEvent:
     source: str

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 from orchestrator import faultpoints
-from orchestrator.domain import Job, NewEvent
+from orchestrator.domain import Job, NewEvent, NewNotification
 from orchestrator.exceptions import ObservationError, OrchestratorError, StaleJob, StoreError
 from orchestrator.logs import get_logger
 from orchestrator.machine import Policy, Transition, decide, ignored_note
@@ -60,11 +60,15 @@ class Reconciler:
         *,
         on_wake: Callable[[int], None] | None = None,
         on_transition: Callable[[Outcome], None] | None = None,
+        outbox: Callable[[Job, Job, datetime], list[NewNotification]] | None = None,
     ) -> None:
         self.store = store
         self.policy = policy or Policy()
         self._on_wake = on_wake
         self._on_transition = on_transition
+        #: the notifications a change causes (orchestrator.notifications.outbox_for), written
+        #: in the change's own transaction
+        self._outbox = outbox
 
     def observe(
         self,
@@ -142,6 +146,9 @@ class Reconciler:
         with _deterministic_failures(current, observation):
             transition, changes, event = self._fold(current, observation, now, raw, note)
             faultpoints.reach(f"transition.{observation.name}")
+            rows: list[NewNotification] = []
+            if self._outbox is not None and changes:
+                rows = self._outbox(current, replace(current, **changes), now)
             stored = apply(
                 current,
                 changes,
@@ -150,6 +157,7 @@ class Reconciler:
                 token_hash=transition.token_hash if transition else None,
                 release_owner=release_owner,
                 sample=transition.learned if transition else None,
+                outbox=rows,
             )
         return transition, stored
 

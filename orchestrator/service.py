@@ -15,7 +15,14 @@ from typing import Any
 from orchestrator.clock import utcnow
 from orchestrator.config import validate_job_key
 from orchestrator.credits import RECORD as CREDITS_RECORD
-from orchestrator.domain import Event, Job, NewJob
+from orchestrator.domain import (
+    Event,
+    Job,
+    NewJob,
+    Notification,
+    NotificationAttempt,
+    NotificationState,
+)
 from orchestrator.exceptions import (
     ConfigError,
     InvalidParams,
@@ -25,6 +32,7 @@ from orchestrator.exceptions import (
 )
 from orchestrator.kinds import validate_params
 from orchestrator.machine import Policy
+from orchestrator.notifications import DISABLED_RECORD
 from orchestrator.observations import (
     CancelRequested,
     DependencyRetried,
@@ -123,11 +131,49 @@ class JobDetail:
     children: tuple[str, ...] = ()
     #: why submitting is held (the credit guard), when it is
     hold: str | None = None
+    #: the job's notifications and each one's attempts, oldest first
+    notifications: tuple[tuple[Notification, tuple[NotificationAttempt, ...]], ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         body = tree_json(self.job, {self.job.key: self.children}, self.hold)
         body["why"] = self.why
+        body["notifications"] = [
+            notification_json(n, attempts) for n, attempts in self.notifications
+        ]
         return body
+
+
+def notification_json(
+    row: Notification, attempts: Sequence[NotificationAttempt] | None = None
+) -> dict[str, Any]:
+    """An outbox row for people and scripts (its body is the job JSON: not repeated)."""
+    from orchestrator.clock import isoformat
+
+    body: dict[str, Any] = {
+        "id": row.id,
+        "webhook_id": row.webhook_id,
+        "target": row.target,
+        "event": row.event,
+        "job_key": (row.body.get("data") or {}).get("key"),
+        "state": row.state.value,
+        "attempts": row.attempts,
+        "next_attempt_at": isoformat(row.next_attempt_at),
+        "created_at": isoformat(row.created_at),
+        "delivered_at": isoformat(row.delivered_at),
+        "last_status": row.last_status,
+        "last_error": row.last_error,
+    }
+    if attempts is not None:
+        body["attempt_log"] = [
+            {
+                "at": isoformat(a.at),
+                "status": a.status,
+                "error": a.error,
+                "seconds": round(a.duration_s, 3),
+            }
+            for a in attempts
+        ]
+    return body
 
 
 class JobService:
@@ -236,7 +282,53 @@ class JobService:
         hold = self.hold()
         if hold and job.state == JobState.QUEUED:
             why += f"; held: {hold}"
-        return JobDetail(job, events, why, children, hold)
+        told = tuple(
+            (n, tuple(self.store.notification_attempts(n.id)))
+            for n in self.store.notifications(job_id=job.id)
+        )
+        return JobDetail(job, events, why, children, hold, told)
+
+    # --- notifications ---------------------------------------------------------------------
+
+    def replay(
+        self,
+        ids: Sequence[int] = (),
+        *,
+        since: datetime | None = None,
+        dead: bool = False,
+    ) -> int:
+        """Send those notifications again (the same webhook-id), due now. Returns how many."""
+        chosen: list[int] = list(ids)
+        if ids:
+            known = {n.id for n in self.store.notifications(ids=ids)}
+            missing = sorted(set(ids) - known)
+            if missing:
+                raise UsageError(f"no notification with id {', '.join(map(str, missing))}")
+        if since is not None:
+            chosen += [n.id for n in self.store.notifications(since=since)]
+        if dead:
+            chosen += [n.id for n in self.store.notifications(states=[NotificationState.DEAD])]
+        if not ids and since is None and not dead:
+            raise UsageError("replay what? give notification ids, --since TIME or --dead")
+        return self.store.replay_notifications(sorted(set(chosen)), self.clock())
+
+    def disabled_targets(self) -> dict[str, Any]:
+        return dict(self.store.account(DISABLED_RECORD) or {})
+
+    def enable_target(self, name: str) -> bool:
+        """Let a target disabled by a 410 receive again; False if it was not disabled."""
+        disabled = self.disabled_targets()
+        if disabled.pop(name, None) is None:
+            return False
+        self.store.set_account(DISABLED_RECORD, disabled, self.clock())
+        # what waited for it goes now, on a fresh schedule
+        held = [
+            n.id
+            for n in self.store.notifications(states=[NotificationState.PENDING])
+            if n.target == name
+        ]
+        self.store.replay_notifications(held, self.clock())
+        return True
 
     def hold(self) -> str | None:
         """Why the daemon holds every submit now (the credit guard), or None."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from datetime import UTC, datetime
 
 from orchestrator.api import Orchestrator
 from orchestrator.cli import render
@@ -12,9 +13,10 @@ from orchestrator.cli.params import params_from
 from orchestrator.config import load_settings
 from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.domain import Job
+from orchestrator.exceptions import UsageError
 from orchestrator.jsonvalues import dumps_strict
 from orchestrator.observations import Resolution
-from orchestrator.service import children_index, tree_json
+from orchestrator.service import children_index, notification_json, tree_json
 from orchestrator.states import JobState
 
 
@@ -112,6 +114,46 @@ def cmd_retry(args: argparse.Namespace) -> int:
         job = orc.retry(args.key)
     print(f"{job.key}: {job.state.value}")
     return 0
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    with _client(args) as orc:
+        action = args.notify_command
+        if action == "list":
+            rows = orc.notifications(state=args.state)
+            disabled = orc.service.disabled_targets()
+            if args.json:
+                body = {
+                    "notifications": [notification_json(n) for n in rows],
+                    "disabled_targets": disabled,
+                }
+                print(dumps_strict(body, indent=2))
+            else:
+                render.notifications_table(rows, disabled)
+            return 0
+        if action == "replay":
+            since = _parse_time(args.since) if args.since else None
+            count = orc.replay(args.ids, since=since, dead=args.dead)
+            print(f"{count} notification(s) due again (the daemon sends them)")
+            return 0
+        if action == "enable":
+            enabled = orc.enable_target(args.name)
+            print(f"{args.name}: {'enabled' if enabled else 'was not disabled'}")
+            return 0
+        answer = orc.test_target(args.name)
+        shown = answer.status if answer.status is not None else "no answer"
+        print(f"{args.name}: ping {'delivered' if answer.delivered else 'failed'} ({shown})")
+        if answer.error:
+            print(f"  {answer.error}")
+        return 0 if answer.delivered else 1
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {text!r}: expected an ISO 8601 time") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def cmd_resolve(args: argparse.Namespace) -> int:

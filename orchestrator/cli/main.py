@@ -84,6 +84,20 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fail", action="store_true", help="mark it failed")
     group.add_argument("--task-id", metavar="ID", help="the upstream accepted it as this taskId")
 
+    p = sub.add_parser("notify", help="the notifications sent to your application")
+    notify = p.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
+    q = notify.add_parser("list", help="the outbox: every notification and its state")
+    q.add_argument("--state", choices=["pending", "delivered", "dead"])
+    q.add_argument("--json", action="store_true")
+    q = notify.add_parser("replay", help="send notifications again (the same webhook-id)")
+    q.add_argument("ids", nargs="*", type=int, metavar="ID")
+    q.add_argument("--since", metavar="TIME", help="every notification made since (ISO 8601)")
+    q.add_argument("--dead", action="store_true", help="every dead notification")
+    q = notify.add_parser("test", help="send a signed ping to a target now")
+    q.add_argument("name", help="the [[notify]] name")
+    q = notify.add_parser("enable", help="let a target a 410 disabled receive again")
+    q.add_argument("name", help="the [[notify]] name")
+
     p = sub.add_parser("sandbox", help="the local imitation of the upstream API")
     from orchestrator.sandbox.cli import add_arguments as sandbox_arguments
 

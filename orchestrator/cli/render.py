@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
@@ -9,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.clock import isoformat, utcnow
-from orchestrator.domain import Event, Job
+from orchestrator.domain import Event, Job, Notification
 from orchestrator.service import JobDetail, tree_order
 from orchestrator.states import JobState
 
@@ -89,6 +90,35 @@ def status_table(jobs: list[Job], hold: str | None = None) -> None:
         )
 
 
+def notifications_table(rows: Sequence[Notification], disabled: Mapping[str, Any]) -> None:
+    console = _console()
+    for name, why in sorted(disabled.items()):
+        reason = why.get("reason") if isinstance(why, dict) else why
+        console.print(
+            f"[bold red]target {name} disabled[/]: {reason} (orchestrator notify enable {name})"
+        )
+    if not rows:
+        console.print("no notifications")
+        return
+    table = Table(show_edge=False, pad_edge=False)
+    for column in ("id", "webhook id", "target", "event", "job", "state", "tries", "next", "last"):
+        table.add_column(column, no_wrap=column != "last")
+    for row in rows:
+        last = row.last_error or (str(row.last_status) if row.last_status is not None else "")
+        table.add_row(
+            str(row.id),
+            row.webhook_id,
+            row.target,
+            row.event,
+            str((row.body.get("data") or {}).get("key") or "-"),
+            row.state.value,
+            str(row.attempts),
+            _ago(row.next_attempt_at) if row.state.value == "pending" else "-",
+            last[:60],
+        )
+    console.print(table)
+
+
 def event_json(event: Event) -> dict[str, Any]:
     return {
         "at": isoformat(event.at),
@@ -136,6 +166,17 @@ def show(detail: JobDetail) -> None:
             table.add_row(
                 a.name, a.state.value, str(a.bytes or "-"), (a.sha256 or "-")[:16], a.path or "-"
             )
+        console.print(table)
+    if detail.notifications:
+        table = Table(title="notifications", show_edge=False)
+        for column in ("webhook id", "target", "event", "state", "attempts"):
+            table.add_column(column)
+        for row, attempts in detail.notifications:
+            tries = ", ".join(
+                f"{(isoformat(a.at) or '')[11:19]} {a.status if a.status is not None else a.error}"
+                for a in attempts
+            )
+            table.add_row(row.webhook_id, row.target, row.event, row.state.value, tries or "-")
         console.print(table)
     table = Table(title="events", show_edge=False)
     for column in ("at", "source", "observation", "transition", "note"):

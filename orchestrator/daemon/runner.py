@@ -28,17 +28,19 @@ from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.credits import CreditGuard
 from orchestrator.daemon.downloader import Downloader
 from orchestrator.daemon.learner import Learner
+from orchestrator.daemon.notifier import Notifier, http_client, load_secrets
 from orchestrator.daemon.poller import Poller
 from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
 from orchestrator.daemon.releaser import Releaser
 from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.daemon.submitter import Submitter
 from orchestrator.daemon.sweeper import Sweeper
-from orchestrator.domain import Job
+from orchestrator.domain import Job, NewNotification
 from orchestrator.downloads import AddressPolicy, Fetcher
 from orchestrator.exceptions import ConfigError, InvalidParams, JobKeyConflict
 from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger, register_secret
+from orchestrator.notifications import outbox_for
 from orchestrator.pipelines import Spec
 from orchestrator.providers import make_provider
 from orchestrator.providers.base import Provider
@@ -75,10 +77,13 @@ class Parts:
     sweeper: Sweeper
     learner: Learner
     releaser: Releaser
+    notifier: Notifier
 
 
 #: how often the learned durations are re-read (sooner with a shorter poll interval)
 LEARN_EVERY_S = 5.0
+#: notifications sent at once (a receiver that hangs holds one sender up to 15 s)
+NOTIFY_CONCURRENCY = 4
 
 
 class Daemon:
@@ -140,7 +145,19 @@ class Daemon:
             if outcome.changed_state and outcome.job.state in FINISHED and "releaser" in holder:
                 holder["releaser"].wake()  # a parent finished: its children may go
 
-        reconciler = Reconciler(store, policy, on_wake=wake_poller, on_transition=on_transition)
+        targets = s.notify
+        secrets = load_secrets(targets)  # a missing or malformed secret stops the start
+
+        def outbox(before: Job, after: Job, now: datetime) -> list[NewNotification]:
+            return outbox_for(targets, before, after, now)
+
+        reconciler = Reconciler(
+            store,
+            policy,
+            on_wake=wake_poller,
+            on_transition=on_transition,
+            outbox=outbox if targets else None,
+        )
         # one writer for callbacks and poll results: one fsync per batch (groupcommit.py)
         self._ingest = GroupCommitter(reconciler)
         lease = s.daemon.lease_s
@@ -217,6 +234,22 @@ class Daemon:
         releaser = holder["releaser"] = Releaser(
             store, reconciler, clock=self.clock, stop=self.stop_event
         )
+        notify_client = http_client()
+        notify_pool = ThreadPoolExecutor(NOTIFY_CONCURRENCY, thread_name_prefix="notify")
+        self._clients.append(notify_client)
+        self._pools.append(notify_pool)
+        notifier = Notifier(
+            store,
+            targets,
+            secrets,
+            client=notify_client,
+            executor=notify_pool,
+            concurrency=NOTIFY_CONCURRENCY,
+            owner=self.owner,
+            lease_s=lease,
+            clock=self.clock,
+            stop=self.stop_event,
+        )
         return Parts(
             store,
             provider,
@@ -228,6 +261,7 @@ class Daemon:
             sweeper,
             learner,
             releaser,
+            notifier,
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -275,6 +309,7 @@ class Daemon:
         tick = s.polling.tick_s
         for name, fn, every in (
             ("releaser", parts.releaser.tick, tick),
+            ("notifier", parts.notifier.tick, tick),
             ("submitter", parts.submitter.tick, tick),
             ("poller", parts.poller.tick, tick),
             ("downloader", parts.downloader.tick, tick),

@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from orchestrator.domain import Event, Job, NewEvent, NewJob
+from orchestrator.domain import (
+    Event,
+    Job,
+    NewEvent,
+    NewJob,
+    NewNotification,
+    Notification,
+    NotificationAttempt,
+    NotificationState,
+)
 from orchestrator.durations import DurationSample
 from orchestrator.states import JobState
 
@@ -65,6 +74,7 @@ class UnitOfWork(Protocol):
         token_hash: str | None = None,
         release_owner: str | None = None,
         sample: DurationSample | None = None,
+        outbox: Sequence[NewNotification] = (),
     ) -> Job:
         """As :meth:`Store.apply`, inside this transaction (nothing is durable until it ends)."""
         ...
@@ -106,6 +116,11 @@ class Store(Protocol):
         """The job's event log, oldest first (the last ``limit`` when given)."""
         ...
 
+    def transitions(self, after_id: int, *, limit: int) -> list[Event]:
+        """Events that changed a job's state, of every job, with ids above ``after_id``, oldest
+        first (at most ``limit``): the feed behind ``Orchestrator.events``."""
+        ...
+
     def apply(
         self,
         job: Job,
@@ -116,6 +131,7 @@ class Store(Protocol):
         token_hash: str | None = None,
         release_owner: str | None = None,
         sample: DurationSample | None = None,
+        outbox: Sequence[NewNotification] = (),
     ) -> Job:
         """Write ``event`` and, when ``changes`` are given, those fields of the job, in one
         transaction.
@@ -130,7 +146,8 @@ class Store(Protocol):
         submit_started transition) is recorded for callback lookup, labelled with the job's
         attempt after the changes. ``release_owner`` clears the lease if that owner holds it.
         ``sample`` (a success's learned durations) joins the durations history in the same
-        transaction.
+        transaction, and so do the ``outbox`` rows (the notifications it causes): nothing is
+        told of a change that did not commit, and nothing committed goes untold.
         With ``changes=None`` the event is still appended (a duplicate or stale observation;
         its ``to_state`` is None) and the version is still checked and bumped, so an
         observation cannot slip past a concurrent change. Returns the job as stored."""
@@ -183,6 +200,55 @@ class Store(Protocol):
 
     def set_account(self, name: str, value: Mapping[str, Any], now: datetime) -> None:
         """Write the account record ``name`` (replacing it), durably."""
+        ...
+
+    # --- the outbox (orchestrator.notifications) ---------------------------------------------
+
+    def add_notifications(
+        self, rows: Sequence[NewNotification], now: datetime, job_id: int | None = None
+    ) -> None:
+        """Write outbox rows outside a transition (a ping)."""
+        ...
+
+    def claim_notifications(
+        self, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[Notification]:
+        """Lease up to ``limit`` pending rows due at ``now``, the earliest first; rows leased
+        to someone else are skipped (PostgreSQL: ``SKIP LOCKED``)."""
+        ...
+
+    def finish_notification(
+        self,
+        notification_id: int,
+        owner: str,
+        attempt: NotificationAttempt | None,
+        state: NotificationState,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        """Record ``attempt`` (None: the row was skipped, no attempt made) and the row's next
+        state, releasing the lease; False (nothing written) when ``owner`` no longer holds
+        it."""
+        ...
+
+    def notifications(
+        self,
+        *,
+        states: Sequence[NotificationState] | None = None,
+        job_id: int | None = None,
+        since: datetime | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int | None = None,
+    ) -> list[Notification]:
+        """Outbox rows, oldest first, optionally filtered (``since``: created at or after)."""
+        ...
+
+    def notification_attempts(self, notification_id: int) -> list[NotificationAttempt]:
+        """Every attempt of one row, oldest first."""
+        ...
+
+    def replay_notifications(self, ids: Sequence[int], now: datetime) -> int:
+        """Make those rows pending again, due now, with a fresh schedule (the same
+        webhook-id: the receiver's idempotency key). Returns how many."""
         ...
 
     def find_by_token(self, token_hash: str) -> TokenOwner | None:

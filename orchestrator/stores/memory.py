@@ -19,7 +19,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.clock import ensure_utc
-from orchestrator.domain import Artifact, ArtifactState, Event, Job, NewEvent, NewJob
+from orchestrator.domain import (
+    Artifact,
+    ArtifactState,
+    Event,
+    Job,
+    NewEvent,
+    NewJob,
+    NewNotification,
+    Notification,
+    NotificationAttempt,
+    NotificationState,
+)
 from orchestrator.durations import KEPT_PER_GROUP, DurationSample, newest_per_group
 from orchestrator.exceptions import JobIdNotFound, JobNotFound, StaleJob, StoreError
 from orchestrator.states import POLLABLE, JobState
@@ -70,6 +81,11 @@ class _State:
     durations: list[DurationSample] = field(default_factory=list)
     #: the provider account's records, as canonical JSON text
     account: dict[str, str] = field(default_factory=dict)
+    #: the outbox: rows by id, their leases, their attempts
+    outbox: dict[int, Notification] = field(default_factory=dict)
+    outbox_leases: dict[int, _Lease] = field(default_factory=dict)
+    attempts: dict[int, list[NotificationAttempt]] = field(default_factory=dict)
+    next_notification_id: int = 1
 
     def copy(self) -> _State:
         return _State(
@@ -82,6 +98,10 @@ class _State:
             self.next_event_id,
             list(self.durations),
             dict(self.account),
+            dict(self.outbox),
+            dict(self.outbox_leases),
+            {n: list(a) for n, a in self.attempts.items()},
+            self.next_notification_id,
         )
 
 
@@ -154,6 +174,16 @@ class MemoryStore:
             found = list(self._state.events.get(job_id, ()))
         return found if limit is None else found[len(found) - max(0, limit) :]
 
+    def transitions(self, after_id: int, *, limit: int) -> list[Event]:
+        with self._lock:
+            every = [e for events in self._state.events.values() for e in events]
+        moved = [
+            e
+            for e in every
+            if e.id > after_id and e.to_state is not None and e.to_state != e.from_state
+        ]
+        return sorted(moved, key=lambda e: e.id)[: max(0, limit)]
+
     def find_by_token(self, token_hash: str) -> TokenOwner | None:
         with self._lock:
             found = self._state.tokens.get(token_hash)
@@ -174,6 +204,7 @@ class MemoryStore:
         token_hash: str | None = None,
         release_owner: str | None = None,
         sample: DurationSample | None = None,
+        outbox: Sequence[NewNotification] = (),
     ) -> Job:
         with self.unit_of_work() as unit:
             return unit.apply(
@@ -184,12 +215,138 @@ class MemoryStore:
                 token_hash=token_hash,
                 release_owner=release_owner,
                 sample=sample,
+                outbox=outbox,
             )
 
     def durations(self, limit_per_group: int) -> list[DurationSample]:
         with self._lock:
             newest = list(reversed(self._state.durations))
         return newest_per_group(newest, limit_per_group)
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    @staticmethod
+    def _add_outbox(
+        state: _State, rows: Sequence[NewNotification], job_id: int | None, now: datetime
+    ) -> None:
+        for row in rows:
+            if any(n.webhook_id == row.webhook_id for n in state.outbox.values()):
+                raise StoreError(f"database write failed: webhook id {row.webhook_id} taken")
+            number = state.next_notification_id
+            state.next_notification_id += 1
+            state.outbox[number] = Notification(
+                id=number,
+                webhook_id=row.webhook_id,
+                target=row.target,
+                event=row.event,
+                job_id=job_id,
+                body=_roundtrip(row.body),
+                state=NotificationState.PENDING,
+                attempts=0,
+                next_attempt_at=ensure_utc(row.due_at),
+                created_at=ensure_utc(now),
+            )
+
+    def add_notifications(
+        self, rows: Sequence[NewNotification], now: datetime, job_id: int | None = None
+    ) -> None:
+        with self._lock:
+            self._add_outbox(self._state, rows, job_id, now)
+
+    def claim_notifications(
+        self, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[Notification]:
+        now = ensure_utc(now)
+        with self._lock:
+            state = self._state
+            due = sorted(
+                (
+                    n
+                    for n in state.outbox.values()
+                    if n.state == NotificationState.PENDING
+                    and n.next_attempt_at is not None
+                    and n.next_attempt_at <= now
+                    and (
+                        (lease := state.outbox_leases.get(n.id)) is None or lease.expires_at <= now
+                    )
+                ),
+                key=lambda n: (n.next_attempt_at or now, n.id),
+            )[: max(0, limit)]
+            for n in due:
+                state.outbox_leases[n.id] = _Lease(owner, now + timedelta(seconds=lease_s))
+            return due
+
+    def finish_notification(
+        self,
+        notification_id: int,
+        owner: str,
+        attempt: NotificationAttempt | None,
+        state: NotificationState,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        with self._lock:
+            store = self._state
+            lease = store.outbox_leases.get(notification_id)
+            if lease is None or lease.owner != owner:
+                return False
+            del store.outbox_leases[notification_id]
+            row = store.outbox[notification_id]
+            changes: dict[str, Any] = {
+                "state": state,
+                "next_attempt_at": ensure_utc(next_attempt_at) if next_attempt_at else None,
+            }
+            if attempt is not None:
+                attempt = replace(attempt, at=ensure_utc(attempt.at))
+                changes.update(
+                    attempts=row.attempts + 1, last_status=attempt.status, last_error=attempt.error
+                )
+                if state == NotificationState.DELIVERED:
+                    changes["delivered_at"] = attempt.at
+                store.attempts.setdefault(notification_id, []).append(attempt)
+            store.outbox[notification_id] = replace(row, **changes)
+            return True
+
+    def notifications(
+        self,
+        *,
+        states: Sequence[NotificationState] | None = None,
+        job_id: int | None = None,
+        since: datetime | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int | None = None,
+    ) -> list[Notification]:
+        with self._lock:
+            rows = sorted(self._state.outbox.values(), key=lambda n: n.id)
+        rows = [
+            n
+            for n in rows
+            if (states is None or n.state in states)
+            and (job_id is None or n.job_id == job_id)
+            and (since is None or n.created_at >= ensure_utc(since))
+            and (ids is None or n.id in ids)
+        ]
+        return rows if limit is None else rows[:limit]
+
+    def notification_attempts(self, notification_id: int) -> list[NotificationAttempt]:
+        with self._lock:
+            return list(self._state.attempts.get(notification_id, ()))
+
+    def replay_notifications(self, ids: Sequence[int], now: datetime) -> int:
+        count = 0
+        with self._lock:
+            for number in ids:
+                row = self._state.outbox.get(number)
+                if row is None:
+                    continue
+                self._state.outbox[number] = replace(
+                    row,
+                    state=NotificationState.PENDING,
+                    next_attempt_at=ensure_utc(now),
+                    attempts=0,
+                )
+                self._state.outbox_leases.pop(number, None)
+                count += 1
+        return count
 
     def account(self, name: str) -> dict[str, Any] | None:
         with self._lock:
@@ -222,6 +379,7 @@ class MemoryStore:
         token_hash: str | None,
         release_owner: str | None,
         sample: DurationSample | None = None,
+        outbox: Sequence[NewNotification] = (),
     ) -> Job:
         now = ensure_utc(now)
         current = self._get(state, job.id)
@@ -252,6 +410,7 @@ class MemoryStore:
             if len(group) >= KEPT_PER_GROUP:
                 state.durations.remove(group[0])
             state.durations.append(replace(sample, recorded_at=ensure_utc(sample.recorded_at)))
+        self._add_outbox(state, outbox, job.id, now)
         return in_utc(replace(updated if updated is not None else job, version=job.version + 1))
 
     @staticmethod
@@ -461,6 +620,7 @@ class _MemoryUnit:
         token_hash: str | None = None,
         release_owner: str | None = None,
         sample: DurationSample | None = None,
+        outbox: Sequence[NewNotification] = (),
     ) -> Job:
         return self._store._apply_on(
             self._store._state,
@@ -471,4 +631,5 @@ class _MemoryUnit:
             token_hash=token_hash,
             release_owner=release_owner,
             sample=sample,
+            outbox=outbox,
         )

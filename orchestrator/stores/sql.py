@@ -53,6 +53,10 @@ from orchestrator.domain import (
     Job,
     NewEvent,
     NewJob,
+    NewNotification,
+    Notification,
+    NotificationAttempt,
+    NotificationState,
 )
 from orchestrator.durations import DurationSample, newest_per_group
 from orchestrator.exceptions import (
@@ -62,6 +66,7 @@ from orchestrator.exceptions import (
     StoreError,
 )
 from orchestrator.states import JobState
+from orchestrator.stores import outbox as outbox_sql
 from orchestrator.stores.base import (
     Claim,
     TokenOwner,
@@ -93,6 +98,8 @@ from orchestrator.stores.tables import (
     DURATIONS,
     EVENTS,
     JOBS,
+    NOTIFICATION_ATTEMPTS,
+    NOTIFICATIONS,
 )
 from orchestrator.stores.writes import apply_on
 
@@ -300,6 +307,14 @@ class SQLStore:
         found = [event_from_row(row) for row in rows]
         return found if limit is None else found[::-1]
 
+    def transitions(self, after_id: int, *, limit: int) -> list[Event]:
+        E = EVENTS.c
+        changed = or_(E.from_state.is_(None), E.to_state != E.from_state)  # created, or moved
+        moved = and_(E.id > after_id, E.to_state.is_not(None), changed)
+        query = select(EVENTS).where(moved).order_by(E.id).limit(max(0, limit))
+        with self._read() as conn:
+            return [event_from_row(row) for row in conn.execute(query).mappings()]
+
     def find_by_token(self, token_hash: str) -> TokenOwner | None:
         attempt = CALLBACK_TOKENS.c.attempt.label("token_attempt")
         query = (
@@ -326,6 +341,7 @@ class SQLStore:
         token_hash: str | None = None,
         release_owner: str | None = None,
         sample: DurationSample | None = None,
+        outbox: Sequence[NewNotification] = (),
     ) -> Job:
         with self.unit_of_work() as unit:  # one write transaction, the unit's one apply
             return unit.apply(
@@ -336,12 +352,90 @@ class SQLStore:
                 token_hash=token_hash,
                 release_owner=release_owner,
                 sample=sample,
+                outbox=outbox,
             )
 
     def durations(self, limit_per_group: int) -> list[DurationSample]:
         with self._read() as conn:
             rows = conn.execute(select(DURATIONS).order_by(DURATIONS.c.id.desc())).mappings()
             return newest_per_group((sample_from_row(row) for row in rows), limit_per_group)
+
+    # --- the outbox --------------------------------------------------------------------------
+
+    def add_notifications(
+        self, rows: Sequence[NewNotification], now: datetime, job_id: int | None = None
+    ) -> None:
+        with self._write() as conn:
+            outbox_sql.insert_rows(conn, rows, job_id, now)
+
+    def claim_notifications(
+        self, owner: str, now: datetime, lease_s: float, limit: int
+    ) -> list[Notification]:
+        if limit <= 0:
+            return []
+        now = ensure_utc(now)
+        with self._write() as conn:
+            ids = outbox_sql.due_ids(conn, now, limit, postgres=self._postgres)
+            return outbox_sql.lease(conn, ids, owner, now, lease_s) if ids else []
+
+    def finish_notification(
+        self,
+        notification_id: int,
+        owner: str,
+        attempt: NotificationAttempt | None,
+        state: NotificationState,
+        next_attempt_at: datetime | None,
+    ) -> bool:
+        with self._write() as conn:
+            return outbox_sql.finish(conn, notification_id, owner, attempt, state, next_attempt_at)
+
+    def notifications(
+        self,
+        *,
+        states: Sequence[NotificationState] | None = None,
+        job_id: int | None = None,
+        since: datetime | None = None,
+        ids: Sequence[int] | None = None,
+        limit: int | None = None,
+    ) -> list[Notification]:
+        N = NOTIFICATIONS.c
+        query = select(NOTIFICATIONS).order_by(N.id)
+        if states is not None:
+            query = query.where(N.state.in_([s.value for s in states]))
+        if job_id is not None:
+            query = query.where(N.job_id == job_id)
+        if since is not None:
+            query = query.where(N.created_at >= ensure_utc(since))
+        if ids is not None:
+            query = query.where(N.id.in_(list(ids)))
+        if limit is not None:
+            query = query.limit(limit)
+        with self._read() as conn:
+            return [outbox_sql.from_row(row) for row in conn.execute(query).mappings()]
+
+    def notification_attempts(self, notification_id: int) -> list[NotificationAttempt]:
+        NA = NOTIFICATION_ATTEMPTS.c
+        query = select(NOTIFICATION_ATTEMPTS).where(NA.notification_id == notification_id)
+        with self._read() as conn:
+            return [
+                NotificationAttempt(r["at"], r["status"], r["error"], r["duration_s"])
+                for r in conn.execute(query.order_by(NA.id)).mappings()
+            ]
+
+    def replay_notifications(self, ids: Sequence[int], now: datetime) -> int:
+        if not ids:
+            return 0
+        N = NOTIFICATIONS.c
+        values = {
+            "state": NotificationState.PENDING.value,
+            "next_attempt_at": ensure_utc(now),
+            "attempts": 0,
+            "lease_owner": None,
+            "lease_expires_at": None,
+        }
+        with self._write() as conn:
+            result = conn.execute(update(NOTIFICATIONS).where(N.id.in_(list(ids))).values(values))
+            return int(result.rowcount)
 
     def account(self, name: str) -> dict[str, Any] | None:
         with self._read() as conn:
@@ -477,6 +571,7 @@ class _SQLUnit:
         token_hash: str | None = None,
         release_owner: str | None = None,
         sample: DurationSample | None = None,
+        outbox: Sequence[NewNotification] = (),
     ) -> Job:
         return apply_on(
             self._conn,
@@ -487,5 +582,6 @@ class _SQLUnit:
             token_hash=token_hash,
             release_owner=release_owner,
             sample=sample,
+            outbox=outbox,
             postgres=self._store._postgres,
         )

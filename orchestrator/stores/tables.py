@@ -194,6 +194,48 @@ class AccountRow(SQLModel, table=True):
     updated_at: datetime = _dt(nullable=False)
 
 
+class NotificationRow(SQLModel, table=True):
+    """Schema 4: the outbox. A row is written in the transaction of the transition that
+    causes it; the sender leases due rows (``state = pending``, ``next_attempt_at <= now``)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ux_notifications_webhook_id", "webhook_id", unique=True),
+        Index("ix_notifications_state_due", "state", "next_attempt_at", "id"),
+        Index("ix_notifications_job_id", "job_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    webhook_id: str = Field(sa_column=Column(String, nullable=False))
+    target: str = Field(sa_column=Column(String, nullable=False))
+    event: str = Field(sa_column=Column(String, nullable=False))
+    job_id: int | None = Field(default=None, sa_column=Column(Integer))
+    body: str = _text(nullable=False)
+    state: str = Field(sa_column=Column(String, nullable=False))
+    attempts: int = Field(sa_column=Column(Integer, nullable=False))
+    next_attempt_at: datetime | None = _dt()
+    created_at: datetime = _dt(nullable=False)
+    delivered_at: datetime | None = _dt()
+    last_status: int | None = Field(default=None, sa_column=Column(Integer))
+    last_error: str | None = _text()
+    lease_owner: str | None = Field(default=None, sa_column=Column(String))
+    lease_expires_at: datetime | None = _dt()
+
+
+class NotificationAttemptRow(SQLModel, table=True):
+    """Schema 4: every attempt of every notification (append-only)."""
+
+    __tablename__ = "notification_attempts"
+    __table_args__ = (Index("ix_notification_attempts_notification_id", "notification_id", "id"),)
+
+    id: int | None = Field(default=None, sa_column=Column(Integer, primary_key=True))
+    notification_id: int = Field(sa_column=Column(Integer, nullable=False))
+    at: datetime = _dt(nullable=False)
+    status: int | None = Field(default=None, sa_column=Column(Integer))
+    error: str | None = _text()
+    duration_s: float = Field(sa_column=Column(Float, nullable=False))
+
+
 class SchemaMetaRow(SQLModel, table=True):
     """One row (id = 1): the schema version the database was last upgraded to."""
 
@@ -210,6 +252,8 @@ CALLBACK_TOKENS: Table = CallbackTokenRow.__table__  # type: ignore[attr-defined
 SCHEMA_META: Table = SchemaMetaRow.__table__  # type: ignore[attr-defined]
 DURATIONS: Table = DurationRow.__table__  # type: ignore[attr-defined]
 ACCOUNT: Table = AccountRow.__table__  # type: ignore[attr-defined]
+NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]
+NOTIFICATION_ATTEMPTS: Table = NotificationAttemptRow.__table__  # type: ignore[attr-defined]
 
 #: Every table, in creation order.
 TABLES: tuple[Table, ...] = (
@@ -220,4 +264,6 @@ TABLES: tuple[Table, ...] = (
     SCHEMA_META,
     DURATIONS,
     ACCOUNT,
+    NOTIFICATIONS,
+    NOTIFICATION_ATTEMPTS,
 )

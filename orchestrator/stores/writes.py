@@ -3,7 +3,7 @@ artifacts and a callback token, inside the caller's transaction."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -12,9 +12,10 @@ from sqlalchemy import Connection, case, delete, insert, null, select, update
 
 from orchestrator import faultpoints
 from orchestrator.clock import ensure_utc
-from orchestrator.domain import Job, NewEvent
+from orchestrator.domain import Job, NewEvent, NewNotification
 from orchestrator.durations import KEPT_PER_GROUP, DurationSample
 from orchestrator.exceptions import StaleJob
+from orchestrator.stores.outbox import insert_rows as insert_outbox
 from orchestrator.stores.postgres import upsert as postgres_upsert
 from orchestrator.stores.records import changed_job, dumps, in_utc
 from orchestrator.stores.rows import MUTABLE, artifact_values, job_values
@@ -36,6 +37,7 @@ def apply_on(
     token_hash: str | None = None,
     release_owner: str | None = None,
     sample: DurationSample | None = None,
+    outbox: Sequence[NewNotification] = (),
     postgres: bool,
 ) -> Job:
     now = ensure_utc(now)
@@ -78,6 +80,7 @@ def apply_on(
         )
     if sample is not None:
         record_sample(conn, sample)
+    insert_outbox(conn, outbox, job.id, now)  # the notifications commit with the transition
     faultpoints.reach("store.before_commit")
     return in_utc(replace(updated if updated is not None else job, version=job.version + 1))
 

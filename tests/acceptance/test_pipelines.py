@@ -163,15 +163,26 @@ def test_a_sigkill_mid_pipeline_creates_every_child_once_and_pays_nothing_twice(
     first.wait(10)
     deployment.start_daemon()
 
+    def blocked(jobs: dict[str, Any], key: str) -> bool:
+        """Waiting below an uncertain job (held for the operator: its own decision)."""
+        job = jobs[key]
+        above = list(job["parents"]) + (list(job["children"]) if job["for_each"] else [])
+        return job["state"] == "waiting" and any(
+            jobs[k]["state"] == "uncertain" or blocked(jobs, k) for k in above if k in jobs
+        )
+
     def settled() -> Any:
         jobs = by_key(deployment)
+        if not set(jobs) >= KEYS - {"video.0", "video.1"}:
+            return None
         finished = {"completed", "uncertain"}
-        if set(jobs) >= KEYS and all(jobs[k]["state"] in finished for k in KEYS):
+        if all(j["state"] in finished or blocked(jobs, k) for k, j in jobs.items()):
             return jobs
         return None
 
     jobs = wait_for(settled, 120, "the pipeline after the restart")
-    assert set(jobs) == KEYS  # every child created once, none under another key
+    assert set(jobs) == KEYS  # every child created once, none under another key (the song
+    # completed before the kill: the for_each job had expanded, or expands after the restart)
     accepted = [s["taskId"] for s in sandbox.ledger()["submits"] if s.get("outcome") == "accepted"]
     assert len(accepted) == len(set(accepted))
     known = {j["task_id"] for j in jobs.values() if j["task_id"]}
