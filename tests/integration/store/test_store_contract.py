@@ -24,7 +24,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from orchestrator.domain import Artifact, ArtifactState, Job, JobError, NewEvent, NewJob
+from orchestrator.domain import (
+    Artifact,
+    ArtifactState,
+    Job,
+    JobError,
+    NewEvent,
+    NewJob,
+    NewNotification,
+    NotificationAttempt,
+    NotificationState,
+)
 from orchestrator.durations import KEPT_PER_GROUP, DurationSample
 from orchestrator.exceptions import (
     ConfigError,
@@ -1004,3 +1014,89 @@ def test_account_records_are_written_and_replaced(store: SQLStore) -> None:
     store.set_account("credits", {"balance": 99}, T0 + timedelta(seconds=1))
     assert store.account("credits") == {"balance": 99}
     assert store.account("other") == {"x": [1, 2]}
+
+
+# --- the outbox ------------------------------------------------------------------------------
+
+
+def notification(target: str = "app", n: int = 0) -> NewNotification:
+    body = {"type": "job.completed", "timestamp": "t", "data": {"key": "k"}}
+    return NewNotification(f"msg_{target}_{n}_{uuid.uuid4().hex[:6]}", target, "job.completed",
+                           body, T0)  # fmt: skip
+
+
+def test_outbox_rows_commit_with_the_transition_and_only_with_it(store: SQLStore) -> None:
+    job = make(store, "told")
+    row = notification()
+    changes = {"state": JobState.CANCELLED, "updated_at": T0}
+    with pytest.raises(StaleJob):  # a lost compare-and-set writes no row
+        store.apply(replace(job, version=job.version + 5), changes,
+                    NewEvent("test", "x", {}), T0, outbox=[row])  # fmt: skip
+    assert store.notifications() == []
+    store.apply(job, changes, NewEvent("test", "x", {}), T0, outbox=[row])
+    [stored] = store.notifications(job_id=job.id)
+    assert (stored.webhook_id, stored.target, stored.state) == (row.webhook_id, "app", "pending")
+    assert stored.body == row.body and stored.attempts == 0 and stored.next_attempt_at == T0
+
+
+def test_outbox_rows_roll_back_with_a_failed_unit_of_work(store: SQLStore) -> None:
+    job = make(store, "unit")
+    with pytest.raises(RuntimeError), store.unit_of_work() as unit:
+        current = unit.get_job(job.id)
+        unit.apply(current, {"state": JobState.CANCELLED, "updated_at": T0},
+                   NewEvent("test", "x", {}), T0, outbox=[notification()])  # fmt: skip
+        raise RuntimeError("the batch fails after the apply")
+    assert store.notifications() == []
+
+
+def test_a_due_row_is_leased_to_one_sender_and_finished_by_it_only(store: SQLStore) -> None:
+    store.add_notifications([notification("app", 1), notification("app", 2)], T0)
+    later = T0 + timedelta(seconds=1)
+    first = store.claim_notifications("a", later, 30.0, 1)
+    assert len(first) == 1
+    second = store.claim_notifications("b", later, 30.0, 10)
+    assert [n.id for n in second] != [n.id for n in first] and len(second) == 1
+    assert store.claim_notifications("c", later, 30.0, 10) == []  # both leased
+    attempt = NotificationAttempt(later, 503, "HTTP 503", 0.01)
+    retry_at = later + timedelta(seconds=5)
+    assert not store.finish_notification(first[0].id, "b", attempt, NotificationState.PENDING,
+                                         retry_at)  # fmt: skip
+    assert store.finish_notification(first[0].id, "a", attempt, NotificationState.PENDING,
+                                     retry_at)  # fmt: skip
+    [row] = store.notifications(ids=[first[0].id])
+    assert (row.attempts, row.last_status, row.next_attempt_at) == (1, 503, retry_at)
+    assert store.claim_notifications("c", later, 30.0, 10) == []  # not due yet
+    assert [n.id for n in store.claim_notifications("c", retry_at, 30.0, 10)] == [row.id]
+    done = NotificationAttempt(retry_at, 204, None, 0.02)
+    assert store.finish_notification(row.id, "c", done, NotificationState.DELIVERED, None)
+    [row] = store.notifications(ids=[row.id])
+    assert row.state == NotificationState.DELIVERED and row.delivered_at == retry_at
+    assert [a.status for a in store.notification_attempts(row.id)] == [503, 204]
+    # an expired lease is taken over
+    stuck = store.claim_notifications("d", T0 + timedelta(minutes=5), 1.0, 10)
+    assert [n.id for n in stuck] == [second[0].id]
+
+
+def test_replay_makes_rows_due_again_with_their_id(store: SQLStore) -> None:
+    store.add_notifications([notification()], T0)
+    [row] = store.claim_notifications("a", T0, 30.0, 1)
+    dead = NotificationAttempt(T0, 410, "HTTP 410", 0.0)
+    store.finish_notification(row.id, "a", dead, NotificationState.DEAD, None)
+    assert store.notifications(states=[NotificationState.DEAD])[0].id == row.id
+    later = T0 + timedelta(hours=1)
+    assert store.replay_notifications([row.id], later) == 1
+    [again] = store.notifications()
+    assert again.state == NotificationState.PENDING and again.webhook_id == row.webhook_id
+    assert again.next_attempt_at == later and again.attempts == 0
+    assert store.notifications(since=later) == []  # since: when it was made
+
+
+def test_transitions_are_a_feed_of_state_changes_across_jobs(store: SQLStore) -> None:
+    a, b = make(store, "a"), make(store, "b")
+    force(store, a, T0, polls=1)  # no state change: not in the feed
+    force(store, b, T0, state=JobState.CANCELLED)
+    feed = store.transitions(0, limit=10)
+    assert [(e.job_id, e.to_state) for e in feed] == [
+        (a.id, JobState.QUEUED), (b.id, JobState.QUEUED), (b.id, JobState.CANCELLED),
+    ]  # fmt: skip
+    assert store.transitions(feed[1].id, limit=10) == feed[2:]
