@@ -573,3 +573,42 @@ def test_a_parent_neither_in_the_config_nor_recorded_is_refused_at_run() -> None
     with pytest.raises(PipelineError, match="after names 'nope', which is no known job"):
         service.submit_all([spec])
     assert service.list() == []  # nothing of the batch was recorded
+
+
+NOTIFY_OK = '[[notify]]\nname = "app"\nurl = "https://app.example/hooks"\nsecret_env = "S"\n'
+
+
+def test_notify_targets_are_read_with_their_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(
+        NOTIFY_OK + '[[notify]]\ncommand = ["/usr/local/bin/on-job", "--flag"]\n'
+        'events = ["job.completed", "job.progress"]\nkinds = ["wav"]\n'
+    )
+    app, local = load_settings(path).notify
+    assert app.name == "app" and app.url == "https://app.example/hooks" and app.secret_env == "S"
+    assert app.events == ("job.completed", "job.failed", "job.timed_out", "job.uncertain")
+    assert app.schedule_s[:3] == (0.0, 5.0, 300.0)
+    assert local.name == "notify2" and local.command == ("/usr/local/bin/on-job", "--flag")
+    assert local.kinds == ("wav",) and local.secret_env == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[[notify]]\nname = "a"\n', "give url or command"),
+        ('[[notify]]\nurl = "ftp://x"\nsecret_env = "S"\n', "must be an http(s) URL"),
+        ('[[notify]]\nurl = "https://x"\n', "secret_env: name the environment variable"),
+        ('[[notify]]\nurl = "https://x"\nsecret = "whsec_abc"\n', "unknown key(s) secret"),
+        (NOTIFY_OK.replace('"S"', '"S"\nevents = ["job.exploded"]'), "events: a list of"),
+        (NOTIFY_OK.replace('"S"', '"S"\nkinds = ["karaoke"]'), "kinds: a list of"),
+        (NOTIFY_OK.replace('"S"', '"S"\nretry_schedule_s = [-1]'), "retry_schedule_s"),
+        (NOTIFY_OK + NOTIFY_OK, "duplicate name 'app'"),
+        ('[[notify]]\ncommand = "on-job"\n', "command: must be a list of strings"),
+    ],
+)
+def test_a_bad_notify_target_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert message in str(caught.value)
