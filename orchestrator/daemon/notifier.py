@@ -200,7 +200,7 @@ def deliver(
     """One attempt: sign (per Standard Webhooks, at the attempt's time) and POST the row's
     body to the target, or run its command with the body on stdin and the headers as
     environment variables. Returns the answer and how long it took."""
-    body = dumps_strict(row.body)
+    body = dumps_strict(row.body)  # the exact bytes signed and sent
     sent_at = clock()
     headers = {"webhook-id": row.webhook_id, "webhook-timestamp": str(int(sent_at.timestamp()))}
     if secret:
