@@ -1,5 +1,7 @@
 """The chaos soak: the sandbox with faults, hundreds of jobs of every kind, the daemon SIGKILLed
-at random moments and restarted, then every promise checked against the sandbox ledger.
+at random moments and restarted, then every promise checked against the sandbox ledger, and
+every finished job's notification against a flaky receiver (10 % of requests answered 503)
+that verifies every signature.
 
     scripts/chaos [--jobs 300] [--kills 10] [--seed 1] [--quick] [--workdir DIR]
 
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.api import Orchestrator
+from orchestrator.domain import NotificationState
 from orchestrator.sandbox.config import SandboxConfig
 from orchestrator.sandbox.faults import parse_faults
 from orchestrator.sandbox.server import SandboxServer
@@ -41,6 +44,7 @@ from orchestrator.stores.sql import SQLStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scripts.ledger_checks import check
+from tests.acceptance.receiver import SECRET, Receiver
 
 FAULTS = (
     "drop=0.3,duplicate=0.2,early=0.1,reorder=0.3,lag=30,poll_error=0.05,submit_error=0.05,"
@@ -50,7 +54,7 @@ SONG = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "
 SOURCE_CALLBACK = "http://127.0.0.1:9/source-callback"
 
 
-def _config(workdir: Path, upstream: str, port: int) -> Path:
+def _config(workdir: Path, upstream: str, port: int, receiver_url: str) -> Path:
     path = workdir / "config.toml"
     path.write_text(
         f"""
@@ -102,6 +106,12 @@ shutdown_grace_s = 5.0
 
 [logging]
 level = "info"
+
+[[notify]]
+name = "app"
+url = "{receiver_url}"
+secret_env = "ORCHESTRATOR_CHAOS_WEBHOOK_SECRET"
+retry_schedule_s = [0, 0.5, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2]
 """
     )
     return path
@@ -257,6 +267,49 @@ def _states(db: str) -> Counter[str]:
         store.close()
 
 
+def _wait_told(db: str, timeout: float) -> int:
+    """Until no notification is pending (the last ones go out after the run settles)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        store = SQLStore(db)
+        try:
+            pending = store.notifications(states=[NotificationState.PENDING])
+            delivered = store.notifications(states=[NotificationState.DELIVERED])
+        finally:
+            store.close()
+        if not pending or time.monotonic() > deadline:
+            return len(delivered)
+        time.sleep(0.5)
+
+
+def _check_told(db: str, receiver: Receiver) -> list[str]:
+    """Every job that finished has a delivered notification of its end, whose id the
+    receiver saw and verified; none is dead."""
+    seen = {s.webhook_id for s in receiver.delivered()}
+    forged = [s.webhook_id for s in receiver.all() if not s.verified]
+    store = SQLStore(db)
+    try:
+        problems = [f"a notification failed verification: {i}" for i in forged]
+        rows = store.notifications()
+        problems += [f"dead notification {r.webhook_id} ({r.last_error})" for r in rows
+                     if r.state == NotificationState.DEAD]  # fmt: skip
+        by_job: dict[int, list[Any]] = {}
+        for row in rows:
+            if row.job_id is not None:
+                by_job.setdefault(row.job_id, []).append(row)
+        for job in store.list_jobs():
+            wanted = {"completed": "job.completed", "failed": "job.failed"}.get(job.state.value)
+            if wanted is None:
+                continue
+            ok = [r for r in by_job.get(job.id, []) if r.event == wanted
+                  and r.state == NotificationState.DELIVERED and r.webhook_id in seen]  # fmt: skip
+            if not ok:
+                problems.append(f"{job.key}: {job.state.value}, no delivered {wanted} seen")
+        return problems
+    finally:
+        store.close()
+
+
 def run(args: argparse.Namespace) -> int:
     began = time.monotonic()
     rng = random.Random(args.seed)
@@ -279,7 +332,9 @@ def run(args: argparse.Namespace) -> int:
         source_ids = frozenset(t for t, _ in tracks)
         server.set_faults(parse_faults(FAULTS))
         port = _free_port()
-        config = _config(workdir, server.url, port)
+        receiver = Receiver(_free_port(), fail_rate=0.1).start()  # a flaky application
+        os.environ["ORCHESTRATOR_CHAOS_WEBHOOK_SECRET"] = SECRET
+        config = _config(workdir, server.url, port, receiver.url)
         db = f"sqlite:///{workdir / 'var' / 'orchestrator.db'}"
         daemon = Daemon(config, workdir)
         daemon.start()
@@ -302,12 +357,15 @@ def run(args: argparse.Namespace) -> int:
                 print(f"chaos: not settled after {args.timeout}s: {dict(states)}", flush=True)
                 break
             time.sleep(1.0)
+        told = _wait_told(db, 60.0)
         code, took = daemon.stop()
         ledger = server.ledger()
         report = check(db, workdir / "var" / "artifacts", ledger, ignore_task_ids=source_ids)
+        untold = _check_told(db, receiver)
     finally:
         server.stop()
-    violations = report.violations()
+        receiver.stop()
+    violations = report.violations() + untold
     if open_jobs:
         violations.append(f"{open_jobs} jobs not settled")
     if code != 0:
@@ -319,6 +377,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"faults: {FAULTS}")
     print(report.table())
     extra = [
+        ("notifications delivered (receiver)", f"{told}"),
         ("SIGKILLs / restarts", f"{args.kills} / {args.kills}"),
         ("SIGTERM exit, seconds", f"{code}, {took:.1f}"),
         ("elapsed seconds", f"{time.monotonic() - began:.0f}"),

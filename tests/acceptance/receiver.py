@@ -1,18 +1,18 @@
 """A webhook receiver on loopback, as a user's application would run one: every request is
 verified with the ``standardwebhooks`` library before it counts. It can be down (not
-listening yet), answer a script of statuses, and remembers everything it saw."""
+listening yet), answer a script of statuses or fail at random, and remembers everything it
+saw. Used by the acceptance tests and by ``scripts/chaos``."""
 
 from __future__ import annotations
 
 import base64
 import json
+import random
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 SECRET = "whsec_" + base64.b64encode(b"orchestrator-test-secret-0123456789").decode()
@@ -29,8 +29,11 @@ class Seen:
 
 
 class Receiver:
-    def __init__(self, port: int, secret: str = SECRET) -> None:
+    def __init__(self, port: int, secret: str = SECRET, fail_rate: float = 0.0) -> None:
         self.port = port
+        #: this share of requests is answered 503 (a flaky application)
+        self.fail_rate = fail_rate
+        self._rng = random.Random(port)
         self.webhook = Webhook(secret)
         self.seen: list[Seen] = []
         #: statuses to answer, in order; then ``default``
@@ -57,6 +60,8 @@ class Receiver:
                     body, verified = json.loads(raw or b"null"), False
                 with receiver._lock:
                     status = receiver.script.pop(0) if receiver.script else receiver.default
+                    if receiver._rng.random() < receiver.fail_rate:
+                        status = 503
                     if not verified:
                         status = 400
                     receiver.seen.append(
@@ -87,14 +92,6 @@ class Receiver:
     def all(self) -> list[Seen]:
         with self._lock:
             return list(self.seen)
-
-
-@pytest.fixture
-def receivers() -> Iterator[list[Receiver]]:
-    made: list[Receiver] = []
-    yield made
-    for receiver in made:
-        receiver.stop()
 
 
 def notify_config(

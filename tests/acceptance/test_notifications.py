@@ -5,17 +5,24 @@ from __future__ import annotations
 
 import json
 import signal
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from tests.acceptance.harness import SONG, Deployment, free_port, submit_song, wait_for
-from tests.acceptance.receiver import SECRET, Receiver, notify_config, receivers
-
-__all__ = ["receivers"]
+from tests.acceptance.receiver import SECRET, Receiver, notify_config
 
 ENV = "ORCHESTRATOR_TEST_WEBHOOK_SECRET"
+
+
+@pytest.fixture
+def receivers() -> Iterator[list[Receiver]]:
+    made: list[Receiver] = []
+    yield made
+    for receiver in made:
+        receiver.stop()
 
 
 @pytest.fixture(autouse=True)
