@@ -31,7 +31,9 @@ STATE_EVENTS: Final[dict[JobState, str]] = {
 }
 PROGRESS: Final = "job.progress"  #: an upstream stage reached (TEXT_SUCCESS, FIRST_SUCCESS)
 PING: Final = "ping"  #: `notify test`
-EVENT_TYPES: Final = frozenset({*STATE_EVENTS.values(), PROGRESS})
+#: a pipeline's root and every job below it completed (orchestrator.daemon.pipeline_watch)
+PIPELINE_COMPLETED: Final = "pipeline.completed"
+EVENT_TYPES: Final = frozenset({*STATE_EVENTS.values(), PROGRESS, PIPELINE_COMPLETED})
 DEFAULT_EVENTS: Final = ("job.completed", "job.failed", "job.timed_out", "job.uncertain")
 
 #: seconds after the first attempt's due time before each attempt (Svix's schedule): at once,

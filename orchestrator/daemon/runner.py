@@ -29,6 +29,7 @@ from orchestrator.daemon.credits import CreditGuard
 from orchestrator.daemon.downloader import Downloader
 from orchestrator.daemon.learner import Learner
 from orchestrator.daemon.notifier import Notifier, http_client, load_secrets
+from orchestrator.daemon.pipeline_watch import PipelineWatch
 from orchestrator.daemon.poller import Poller
 from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
 from orchestrator.daemon.releaser import Releaser
@@ -78,6 +79,7 @@ class Parts:
     learner: Learner
     releaser: Releaser
     notifier: Notifier
+    pipeline_watch: PipelineWatch
 
 
 #: how often the learned durations are re-read (sooner with a shorter poll interval)
@@ -262,6 +264,7 @@ class Daemon:
             learner,
             releaser,
             notifier,
+            PipelineWatch(store, targets, clock=self.clock, stop=self.stop_event),
         )
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -310,6 +313,7 @@ class Daemon:
         for name, fn, every in (
             ("releaser", parts.releaser.tick, tick),
             ("notifier", parts.notifier.tick, tick),
+            ("pipeline_watch", parts.pipeline_watch.tick, max(tick, 2.0)),
             ("submitter", parts.submitter.tick, tick),
             ("poller", parts.poller.tick, tick),
             ("downloader", parts.downloader.tick, tick),

@@ -157,3 +157,31 @@ def test_a_ping_is_signed_and_a_bad_target_name_is_a_clear_error(
     assert ping.body["type"] == "ping" and ping.body["data"] is None
     wrong = deployment.cli("notify", "test", "nope")
     assert wrong.returncode == 2 and "no [[notify]] target named 'nope'" in wrong.stderr
+
+
+def test_a_pipeline_is_told_once_when_all_of_it_completed(
+    start_sandbox: Any, deploy: Any, receivers: list[Receiver]
+) -> None:
+    from tests.acceptance.test_pipelines import LYRICS_TO_SONG
+
+    sandbox = start_sandbox(time_scale=0.02)
+    receiver = Receiver(free_port()).start()
+    receivers.append(receiver)
+    events = 'events = ["job.completed", "pipeline.completed"]'
+    deployment: Deployment = deploy(
+        sandbox.url,
+        interval_s=1.0,
+        extra=notify_config(receiver.url, extra=events),
+        jobs=LYRICS_TO_SONG,
+    )
+    deployment.start_daemon()
+    wait_for(
+        lambda: any(s.body["type"] == "pipeline.completed" for s in receiver.delivered()),
+        60,
+        "pipeline.completed",
+    )
+    kinds = sorted(s.body["type"] for s in receiver.delivered())
+    assert kinds == ["job.completed", "job.completed", "pipeline.completed"]
+    [told] = [s for s in receiver.delivered() if s.body["type"] == "pipeline.completed"]
+    assert told.body["data"]["key"] == "words"
+    assert told.body["data"]["pipeline"] == [{"key": "sung", "kind": "generate_music"}]
