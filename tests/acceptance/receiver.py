@@ -39,6 +39,8 @@ class Receiver:
         #: statuses to answer, in order; then ``default``
         self.script: list[int] = []
         self.default = 204
+        #: requests cut off before their body was complete (not counted as seen)
+        self.incomplete = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -51,7 +53,14 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                if len(raw) < length:
+                    # the sender died mid-request (chaos kills it): as a real server does,
+                    # drop the incomplete request; it is no request at all
+                    with receiver._lock:
+                        receiver.incomplete += 1
+                    return
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 try:
                     body = receiver.webhook.verify(raw, headers)
