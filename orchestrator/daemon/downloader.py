@@ -23,6 +23,7 @@ from orchestrator.domain import Artifact, ArtifactState, Job
 from orchestrator.downloads import Fetcher
 from orchestrator.exceptions import DownloadExpired, DownloadRefused, DownloadTransient
 from orchestrator.logs import get_logger
+from orchestrator.metrics import METRICS
 from orchestrator.observations import ArtifactStored, DownloadFailed, DownloadFailure
 from orchestrator.reconciler import Reconciler
 from orchestrator.states import JobState
@@ -143,6 +144,7 @@ class Downloader:
         else:
             faultpoints.reach("download.after_rename")
             log.info("artifact_stored", key=job.key, artifact=artifact.name, bytes=result.bytes)
+            METRICS.download_bytes.inc(result.bytes)
             observed = ArtifactStored(artifact.name, str(result.path), result.bytes, result.sha256)
             return self.reconciler.observe(job, observed, self.clock()).job
         log.info(

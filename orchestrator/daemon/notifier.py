@@ -34,6 +34,7 @@ from orchestrator.domain import Notification, NotificationAttempt, NotificationS
 from orchestrator.exceptions import ConfigError
 from orchestrator.jsonvalues import dumps_strict
 from orchestrator.logs import get_logger, register_secret
+from orchestrator.metrics import METRICS
 from orchestrator.notifications import (
     DISABLED_RECORD,
     TIMEOUT_S,
@@ -179,6 +180,7 @@ class Notifier:
         took: float,
     ) -> NotificationState:
         attempt = NotificationAttempt(self.clock(), answer.status, answer.error, took)
+        METRICS.notifications.labels(row.target, state.value).inc()
         if not self.store.finish_notification(row.id, self.owner, attempt, state, due):
             log.info("notification_lease_lost", id=row.webhook_id)
         return state

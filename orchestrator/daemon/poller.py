@@ -22,6 +22,7 @@ from orchestrator.domain import Job
 from orchestrator.exceptions import UpstreamError, UpstreamRateLimited
 from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger
+from orchestrator.metrics import METRICS
 from orchestrator.observations import Polled, PollFailed
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Outcome, Pending, Reconciler
@@ -96,6 +97,9 @@ class Poller:
         if job.task_id is None or not self.breaker.allow() or not self.bucket.acquire(self.stop):
             self.store.release(job.id, self.owner)
             return
+        if job.next_poll_at is not None:
+            late = (self.clock() - job.next_poll_at).total_seconds()
+            METRICS.poll_lateness.observe(max(0.0, late))
         try:
             report = self.provider.fetch(job.kind, job.task_id)
         except UpstreamError as exc:

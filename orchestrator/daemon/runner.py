@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,11 +42,13 @@ from orchestrator.downloads import AddressPolicy, Fetcher
 from orchestrator.exceptions import ConfigError, InvalidParams, JobKeyConflict
 from orchestrator.groupcommit import GroupCommitter
 from orchestrator.logs import get_logger, register_secret
+from orchestrator.metrics import METRICS
 from orchestrator.notifications import outbox_for
 from orchestrator.pipelines import Spec
 from orchestrator.providers import make_provider
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Outcome, Reconciler
+from orchestrator.schedule import Timeline
 from orchestrator.service import JobService
 from orchestrator.states import FINISHED, JobState
 from orchestrator.stores import open_store
@@ -84,6 +87,8 @@ class Parts:
 
 #: how often the learned durations are re-read (sooner with a shorter poll interval)
 LEARN_EVERY_S = 5.0
+#: /readyz: a loop that has not ticked for this long (or 10 ticks) makes the daemon not ready
+READY_TICK_S = 10.0
 #: notifications sent at once (a receiver that hangs holds one sender up to 15 s)
 NOTIFY_CONCURRENCY = 4
 
@@ -109,6 +114,9 @@ class Daemon:
         self._clients: list[httpx.Client] = []
         self._pools: list[ThreadPoolExecutor] = []
         self.parts: Parts | None = None
+        #: when each loop last ticked (monotonic seconds), for /readyz
+        self._ticks: dict[str, float] = {}
+        self._started_at = time.monotonic()
         self.callback_port: int | None = None
 
     # --- assembly --------------------------------------------------------------------------
@@ -142,6 +150,8 @@ class Daemon:
             holder["poller"].poll_soon(job_id)
 
         def on_transition(outcome: Outcome) -> None:
+            if outcome.changed_state:
+                record_transition(outcome, self.clock())
             if outcome.changed_state and outcome.job.state == JobState.SUCCEEDED:
                 holder["downloader"].download_soon(outcome.job.id)
             if outcome.changed_state and outcome.job.state in FINISHED and "releaser" in holder:
@@ -166,6 +176,10 @@ class Daemon:
         breaker = CircuitBreaker(
             s.provider.base_url, s.provider.breaker_threshold, s.provider.breaker_cooldown_s
         )
+        METRICS.breaker_open.set_function(lambda: 1.0 if breaker.is_open else 0.0)
+        METRICS.jobs.count = lambda: [
+            (state.value, kind, n) for state, kind, n in store.count_by_state_and_kind()
+        ]
         submitter = Submitter(
             store,
             reconciler,
@@ -290,6 +304,7 @@ class Daemon:
                     ingest=self._ingest,
                     api_token=api_token(s.callbacks.api_token_env),
                     upstream_health=lambda: _breaker_health(parts.poller.breaker),
+                    readiness=self.readiness,
                 )
             )
             try:
@@ -310,6 +325,7 @@ class Daemon:
         logging.getLogger("apscheduler").setLevel(logging.ERROR)
         scheduler = BackgroundScheduler(timezone="UTC")
         tick = s.polling.tick_s
+        self._started_at = time.monotonic()
         for name, fn, every in (
             ("releaser", parts.releaser.tick, tick),
             ("notifier", parts.notifier.tick, tick),
@@ -321,7 +337,7 @@ class Daemon:
             ("learner", parts.learner.tick, min(LEARN_EVERY_S, s.polling.interval_s)),
         ):
             scheduler.add_job(
-                _guarded(name, fn),
+                _guarded(name, fn, self._ticks),
                 "interval",
                 seconds=every,
                 id=name,
@@ -340,6 +356,20 @@ class Daemon:
             database=_safe_db(s.database_url),
             poll_interval_s=s.polling.interval_s,
         )
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """/readyz beyond the database: the loops tick, and the daemon is not stopping."""
+        now = time.monotonic()
+        bound = max(READY_TICK_S, 10 * self.settings.polling.tick_s)
+        checks: dict[str, Any] = {"stopping": self.stop_event.is_set()}
+        ready = not self.stop_event.is_set()
+        for loop in ("submitter", "poller", "downloader"):
+            last = self._ticks.get(loop, self._started_at)
+            age = now - last
+            checks[f"{loop}_tick_age_s"] = round(age, 3)
+            ready = ready and age <= bound
+        checks["tick_bound_s"] = bound
+        return ready, checks
 
     def enqueue_config_jobs(self) -> list[Job]:
         """The [[jobs]] of the config, recorded by key: idempotent across restarts."""
@@ -426,12 +456,30 @@ def api_token(variable: str) -> str | None:
     return token
 
 
-def _guarded(name: str, fn: Callable[[], object]) -> Callable[[], None]:
+def record_transition(outcome: Outcome, now: datetime) -> None:
+    """The metrics of one state change: the transition, and at success how long after the
+    upstream could have finished the daemon saw it (docs/operations.md)."""
+    job = outcome.job
+    METRICS.transitions.labels(job.kind, outcome.from_state.value, job.state.value).inc()
+    if job.state != JobState.SUCCEEDED or job.accepted_at is None or not job.timeline:
+        return
+    bracket = Timeline.from_json(job.timeline).stages.get("SUCCESS")
+    if bracket is not None:
+        seen = (now - job.accepted_at).total_seconds()
+        METRICS.detection.observe(max(0.0, seen - bracket[0]))
+
+
+def _guarded(
+    name: str, fn: Callable[[], object], ticks: dict[str, float] | None = None
+) -> Callable[[], None]:
     def run() -> None:
         try:
             fn()
         except Exception:
-            log.exception("tick_failed", loop=name)
+            log.exception("tick_failed", loop=name)  # a failing loop does not count as ticking
+        else:
+            if ticks is not None:
+                ticks[name] = time.monotonic()
 
     return run
 

@@ -25,6 +25,7 @@ from orchestrator.exceptions import (
     UpstreamTransient,
 )
 from orchestrator.logs import get_logger
+from orchestrator.metrics import METRICS
 from orchestrator.observations import SubmitAccepted, SubmitFailed, SubmitStarted, SubmitUnknown
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Reconciler
@@ -108,6 +109,7 @@ class Submitter:
                 job.kind, job.params, callback_url(self.public_url, token)
             )
         except UpstreamOutOfCredits as exc:
+            METRICS.submits.labels("out_of_credits").inc()
             self.breaker.record(exc)  # it answered; nothing was created
             if self.credits is not None:
                 self.credits.out_of_credits(exc.message)
@@ -115,27 +117,33 @@ class Submitter:
                 job, SubmitFailed(False, exc.message, exc.code, attempt=attempt, no_credits=True)
             )
         except UpstreamRateLimited as exc:
+            METRICS.submits.labels("rate_limited").inc()
             self.breaker.record(exc)  # it answered; it is up
             self.limiter.penalize(exc.retry_after or self.limiter.window_s)
             self._observe(job, SubmitFailed(True, exc.message, exc.code, exc.retry_after, attempt))
         except UpstreamAmbiguous as exc:
+            METRICS.submits.labels("unknown").inc()
             self.breaker.record(exc)
             faultpoints.reach("submit.after_send")
             log.warning("submit_outcome_unknown", key=job.key, error=exc.message)
             self._observe(job, SubmitUnknown(exc.message, attempt))
         except UpstreamTransient as exc:
+            METRICS.submits.labels("retryable").inc()
             self.breaker.record(exc)
             self._observe(job, SubmitFailed(True, exc.message, exc.code, attempt=attempt))
         except UpstreamRejected as exc:
+            METRICS.submits.labels("rejected").inc()
             self.breaker.record(exc)
             self._observe(job, SubmitFailed(False, exc.message, exc.code, attempt=attempt))
         except Exception as exc:
             # not an error the provider mapped: whether the request left is unknown, so the
             # safe reading is "maybe paid" (the provider maps everything raised before the
             # request leaves to UpstreamRejected, which fails the job without a submit)
+            METRICS.submits.labels("unknown").inc()
             log.exception("submit_crashed", key=job.key)
             self._observe(job, SubmitUnknown(f"unexpected error: {type(exc).__name__}", attempt))
         else:
+            METRICS.submits.labels("accepted").inc()
             self.breaker.record(None)
             faultpoints.reach("submit.after_send")
             self._observe(job, SubmitAccepted(task_id, attempt))

@@ -59,6 +59,7 @@ from orchestrator.exceptions import (
 )
 from orchestrator.jsonvalues import dumps_body, is_storable_word, loads_strict
 from orchestrator.kinds import get_kind
+from orchestrator.metrics import METRICS
 from orchestrator.observations import UpstreamReport
 from orchestrator.providers import normalise
 from orchestrator.providers.endpoints import CREDIT_PATH, endpoints_for
@@ -113,6 +114,18 @@ class SunoProvider:
     # --- Provider ----------------------------------------------------------------------------
 
     def submit(self, kind: str, params: Mapping[str, Any], callback_url: str) -> str:
+        with METRICS.upstream(endpoints_for(get_kind(kind).name).submit):
+            return self._submit(kind, params, callback_url)
+
+    def fetch(self, kind: str, task_id: str) -> UpstreamReport:
+        with METRICS.upstream(endpoints_for(get_kind(kind).name).detail):
+            return self._fetch(kind, task_id)
+
+    def credits(self) -> int:
+        with METRICS.upstream(CREDIT_PATH):
+            return self._credits()
+
+    def _submit(self, kind: str, params: Mapping[str, Any], callback_url: str) -> str:
         spec = get_kind(kind)
         where = f"{self.profile} submit {spec.name}"
         try:
@@ -171,7 +184,7 @@ class SunoProvider:
         msg = envelope.get("msg") if envelope is not None else None
         self._raise_for_code(where, http, msg, response, bare_http=True)
 
-    def fetch(self, kind: str, task_id: str) -> UpstreamReport:
+    def _fetch(self, kind: str, task_id: str) -> UpstreamReport:
         spec = get_kind(kind)
         where = f"{self.profile} fetch {spec.name}"
         try:
@@ -220,7 +233,7 @@ class SunoProvider:
         except ShapeError as exc:
             raise UpstreamProtocolError(f"{where}: {exc}", http_status=http) from exc
 
-    def credits(self) -> int:
+    def _credits(self) -> int:
         where = f"{self.profile} credit"
         try:
             response = self._client.get(

@@ -112,6 +112,10 @@ class Store(Protocol):
         """How many jobs are in each state (states with none are absent)."""
         ...
 
+    def count_by_state_and_kind(self) -> list[tuple[JobState, str, int]]:
+        """How many jobs of each kind are in each state (none: absent), for the metrics."""
+        ...
+
     def events(self, job_id: int, *, limit: int | None = None) -> list[Event]:
         """The job's event log, oldest first (the last ``limit`` when given)."""
         ...

@@ -169,6 +169,13 @@ class MemoryStore:
                 counts[job.state] = counts.get(job.state, 0) + 1
         return counts
 
+    def count_by_state_and_kind(self) -> list[tuple[JobState, str, int]]:
+        counts: dict[tuple[JobState, str], int] = {}
+        with self._lock:
+            for job in self._state.jobs.values():
+                counts[(job.state, job.kind)] = counts.get((job.state, job.kind), 0) + 1
+        return sorted((state, kind, n) for (state, kind), n in counts.items())
+
     def events(self, job_id: int, *, limit: int | None = None) -> list[Event]:
         with self._lock:
             found = list(self._state.events.get(job_id, ()))

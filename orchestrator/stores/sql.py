@@ -296,6 +296,12 @@ class SQLStore:
         with self._read() as conn:
             return {JobState(state): int(n) for state, n in conn.execute(query).all()}
 
+    def count_by_state_and_kind(self) -> list[tuple[JobState, str, int]]:
+        query = select(J.state, J.kind, func.count()).group_by(J.state, J.kind)
+        with self._read() as conn:
+            rows = conn.execute(query).all()
+        return sorted((JobState(state), kind, int(n)) for state, kind, n in rows)
+
     def events(self, job_id: int, *, limit: int | None = None) -> list[Event]:
         query = select(EVENTS).where(EVENTS.c.job_id == job_id)
         if limit is None:

@@ -21,6 +21,7 @@ from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from prometheus_client import CONTENT_TYPE_LATEST
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from orchestrator import faultpoints
@@ -42,6 +43,7 @@ from orchestrator.exceptions import (
 from orchestrator.groupcommit import GroupCommitter
 from orchestrator.jsonvalues import loads_strict
 from orchestrator.logs import get_logger
+from orchestrator.metrics import METRICS
 from orchestrator.networks import is_loopback
 from orchestrator.observations import CallbackReceived, UpstreamReport
 from orchestrator.providers.base import Provider
@@ -79,6 +81,21 @@ class WebContext:
     api_token: str | None = None
     #: what /healthz reports about the upstream (the daemon passes its breaker's state)
     upstream_health: Callable[[], dict[str, Any]] | None = None
+    #: what /readyz checks beyond the database: (ready, what was checked)
+    readiness: Callable[[], tuple[bool, dict[str, Any]]] | None = None
+
+
+#: callback answers as metric outcomes (orchestrator_callbacks_total{outcome})
+_CALLBACK_OUTCOMES = {
+    200: "accepted",
+    400: "malformed",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "unknown_token",
+    413: "too_large",
+    415: "not_json",
+    503: "unavailable",
+}
 
 
 def _answer(code: int, msg: str, status: int | None = None) -> tuple[Response, int]:
@@ -114,9 +131,14 @@ def create_app(ctx: WebContext) -> Flask:
     @app.post("/callbacks/<token>")
     def callback(token: str) -> tuple[Response, int]:
         try:
-            return _handle_callback(ctx, token)
+            answer = _handle_callback(ctx, token)
         except CallbackError as exc:
-            return _answer(exc.status_code, exc.message)
+            answer = _answer(exc.status_code, exc.message)
+        except Exception:
+            METRICS.callbacks.labels("unavailable").inc()
+            raise
+        METRICS.callbacks.labels(_CALLBACK_OUTCOMES.get(answer[1], f"http_{answer[1]}")).inc()
+        return answer
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -126,9 +148,29 @@ def create_app(ctx: WebContext) -> Flask:
             body["upstream"] = ctx.upstream_health()
         return jsonify(body), 200
 
+    @app.get("/readyz")
+    def readyz() -> tuple[Response, int]:
+        checks: dict[str, Any] = {}
+        ready = True
+        try:
+            ctx.store.count_by_state()
+            checks["database"] = "reachable"
+        except Exception as exc:
+            ready, checks["database"] = False, f"unreachable: {type(exc).__name__}"
+        if ctx.readiness is not None:
+            fine, more = ctx.readiness()
+            ready = ready and fine
+            checks.update(more)
+        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        return jsonify(body), 200 if ready else 503
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(METRICS.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
     @app.before_request
     def _guard_job_api() -> tuple[Response, int] | None:
-        if not request.path.startswith("/api/"):
+        if not request.path.startswith(("/api/", "/metrics")):
             return None
         return _api_refusal(ctx)
 
