@@ -305,6 +305,8 @@ class Daemon:
                     api_token=api_token(s.callbacks.api_token_env),
                     upstream_health=lambda: _breaker_health(parts.poller.breaker),
                     readiness=self.readiness,
+                    artifacts_dir=s.artifacts_path,
+                    slow_after_s=s.polling.deadline_s / 2,
                 )
             )
             try:

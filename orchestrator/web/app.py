@@ -17,6 +17,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -53,6 +54,7 @@ from orchestrator.states import JobState
 from orchestrator.stores.base import Store, TokenOwner
 from orchestrator.tokens import hash_token
 from orchestrator.web.callback_auth import CallbackAuth
+from orchestrator.web.ui import register_ui
 
 log = get_logger("orchestrator.web")
 
@@ -83,6 +85,10 @@ class WebContext:
     upstream_health: Callable[[], dict[str, Any]] | None = None
     #: what /readyz checks beyond the database: (ready, what was checked)
     readiness: Callable[[], tuple[bool, dict[str, Any]]] | None = None
+    #: where stored files live (the status page serves them from there only)
+    artifacts_dir: Path | None = None
+    #: the status page marks a pending or running job accepted longer ago than this as slow
+    slow_after_s: float | None = None
 
 
 #: callback answers as metric outcomes (orchestrator_callbacks_total{outcome})
@@ -167,6 +173,8 @@ def create_app(ctx: WebContext) -> Flask:
     @app.get("/metrics")
     def metrics() -> Response:
         return Response(METRICS.exposition(), mimetype=CONTENT_TYPE_LATEST)
+
+    register_ui(app, ctx)
 
     @app.before_request
     def _guard_job_api() -> tuple[Response, int] | None:
