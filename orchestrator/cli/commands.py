@@ -156,6 +156,34 @@ def _parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    """A commented config.toml (every option, the embedded defaults) and var/ under DIR."""
+    from importlib.resources import files
+
+    target = args.dir / "config.toml"
+    if target.exists() and not args.force:
+        raise UsageError(f"{target} exists; --force replaces it")
+    args.dir.mkdir(parents=True, exist_ok=True)
+    template = files("orchestrator.cli").joinpath("config_template.toml").read_text("utf-8")
+    target.write_text(template, encoding="utf-8")
+    (args.dir / "var" / "artifacts").mkdir(parents=True, exist_ok=True)
+    print(f"wrote {target} and {args.dir / 'var'}/")
+    print(f"next: orchestrator --config {target} run   (see docs/deploy.md)")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    from orchestrator.stores.backup import backup, schema_version
+
+    if args.db_command == "current":
+        print(f"schema version {schema_version(settings.database_url)}")
+        return 0
+    copied = backup(settings.database_url, args.path)
+    print(f"backed up to {copied} ({copied.stat().st_size} bytes)")
+    return 0
+
+
 def cmd_resolve(args: argparse.Namespace) -> int:
     if args.resubmit:
         action = Resolution.RESUBMIT

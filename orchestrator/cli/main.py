@@ -84,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fail", action="store_true", help="mark it failed")
     group.add_argument("--task-id", metavar="ID", help="the upstream accepted it as this taskId")
 
+    p = sub.add_parser("init", help="write a commented config.toml and the var/ layout")
+    p.add_argument("dir", nargs="?", type=Path, default=Path("."), help="default: here")
+    p.add_argument("--force", action="store_true", help="replace an existing config.toml")
+
+    p = sub.add_parser("db", help="the database")
+    db = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    q = db.add_parser("backup", help="an online, consistent copy of the SQLite database")
+    q.add_argument("path", type=Path, help="the copy (must not exist)")
+    db.add_parser("current", help="the schema version of the database")
+
     p = sub.add_parser("notify", help="the notifications sent to your application")
     notify = p.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
     q = notify.add_parser("list", help="the outbox: every notification and its state")

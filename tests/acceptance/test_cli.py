@@ -194,3 +194,36 @@ def test_a_bad_pipeline_submit_is_a_clear_error_and_records_nothing(
     assert result.returncode == 2 and message in result.stderr, result.stderr
     _no_traceback(result)
     assert [j["key"] for j in d.jobs()] == ["song"]
+
+
+def test_init_writes_a_config_that_runs_and_db_backup_copies_a_live_database(
+    tmp_path: Any, start_sandbox: Any
+) -> None:
+    import sqlite3
+    import subprocess
+    import sys
+
+    def run(*args: str, cwd: Any = tmp_path) -> Any:
+        return subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args],
+            capture_output=True, text=True, timeout=60, cwd=cwd,
+        )  # fmt: skip
+
+    made = run("init", "site")
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "site" / "config.toml"
+    assert config.is_file() and (tmp_path / "site" / "var" / "artifacts").is_dir()
+    again = run("init", "site")
+    assert again.returncode == 2 and "exists; --force replaces it" in again.stderr
+    status = run("--config", str(config), "status", "--json")
+    assert status.returncode == 0 and json.loads(status.stdout) == []
+    current = run("--config", str(config), "db", "current")
+    assert current.returncode == 0 and "schema version 4" in current.stdout
+    copy = tmp_path / "backup.db"
+    backed = run("--config", str(config), "db", "backup", str(copy))
+    assert backed.returncode == 0, backed.stderr
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT version FROM schema_meta").fetchone()[0] == 4
+    twice = run("--config", str(config), "db", "backup", str(copy))
+    assert twice.returncode == 2 and "exists" in twice.stderr

@@ -612,3 +612,8 @@ def test_a_bad_notify_target_is_a_clear_error(tmp_path: Path, text: str, message
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert message in str(caught.value)
+
+
+def test_the_packaged_config_template_is_the_repository_s_config() -> None:
+    template = REPO_ROOT / "orchestrator" / "cli" / "config_template.toml"
+    assert template.read_text() == REPO_CONFIG.read_text(), "cp config.toml orchestrator/cli/"
