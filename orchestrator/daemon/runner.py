@@ -37,6 +37,8 @@ from orchestrator.daemon.releaser import Releaser
 from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.daemon.submitter import Submitter
 from orchestrator.daemon.sweeper import Sweeper
+from orchestrator.daemon.systemd import notify as sd_notify
+from orchestrator.daemon.systemd import watchdog_interval_s
 from orchestrator.domain import Job, NewNotification
 from orchestrator.downloads import AddressPolicy, Fetcher
 from orchestrator.exceptions import ConfigError, InvalidParams, JobKeyConflict
@@ -347,8 +349,19 @@ class Daemon:
                 coalesce=True,
                 next_run_time=datetime.now(scheduler.timezone),
             )
+        pet = watchdog_interval_s()
+        if pet is not None:
+            scheduler.add_job(
+                _guarded("watchdog", self._pet_watchdog),
+                "interval",
+                seconds=pet,
+                id="watchdog",
+                max_instances=1,
+                coalesce=True,
+            )
         scheduler.start()
         self._scheduler = scheduler
+        sd_notify("READY=1")
         log.info(
             "daemon_started",
             owner=self.owner,
@@ -358,6 +371,12 @@ class Daemon:
             database=_safe_db(s.database_url),
             poll_interval_s=s.polling.interval_s,
         )
+
+    def _pet_watchdog(self) -> None:
+        """WATCHDOG=1 only while the daemon is ready: a wedged daemon gets restarted."""
+        ready, _checks = self.readiness()
+        if ready:
+            sd_notify("WATCHDOG=1")
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         """/readyz beyond the database: the loops tick, and the daemon is not stopping."""
@@ -396,6 +415,7 @@ class Daemon:
         if self.stop_event.is_set() and self._scheduler is None:
             return
         self.stop_event.set()
+        sd_notify("STOPPING=1")
         grace = self.settings.daemon.shutdown_grace_s
         if self._scheduler is not None:
             self._scheduler.shutdown(wait=True)

@@ -209,3 +209,26 @@ def test_a_sigterm_during_start_up_is_a_clean_stop(deploy: Any, after_s: float) 
     time.sleep(after_s)  # lands in start-up: imports, settings, the store, the scheduler
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0, (deployment.dir / f"early-{after_s}.log").read_text()
+
+
+def test_under_systemd_it_says_ready_pets_the_watchdog_and_says_stopping(
+    deploy: Any, tmp_path: Path
+) -> None:
+    import socket as socketlib
+
+    path = tmp_path / "notify.sock"
+    listener = socketlib.socket(socketlib.AF_UNIX, socketlib.SOCK_DGRAM)
+    listener.bind(str(path))
+    listener.settimeout(20)
+    try:
+        deployment: Deployment = deploy("http://127.0.0.1:9")
+        proc = deployment.start_daemon({"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "600000"})
+        got = [listener.recv(256).decode() for _ in range(2)]
+        assert got[0] == "READY=1" and got[1] == "WATCHDOG=1"
+        proc.send_signal(signal.SIGTERM)
+        while (message := listener.recv(256).decode()) == "WATCHDOG=1":
+            pass
+        assert message == "STOPPING=1"
+        assert proc.wait(20) == 0
+    finally:
+        listener.close()
