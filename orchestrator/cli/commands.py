@@ -156,6 +156,13 @@ def _parse_time(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def cmd_top(args: argparse.Namespace) -> int:
+    from orchestrator.cli.top import run_top
+
+    with _client(args) as orc:
+        return run_top(orc, once=args.once)
+
+
 def cmd_init(args: argparse.Namespace) -> int:
     """A commented config.toml (every option, the embedded defaults) and var/ under DIR."""
     from importlib.resources import files

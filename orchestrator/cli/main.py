@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--fail", action="store_true", help="mark it failed")
     group.add_argument("--task-id", metavar="ID", help="the upstream accepted it as this taskId")
 
+    p = sub.add_parser("top", help="a live view: counts, rates, the breaker, transitions")
+    p.add_argument("--once", action="store_true", help="print one frame and exit")
+
     p = sub.add_parser("init", help="write a commented config.toml and the var/ layout")
     p.add_argument("dir", nargs="?", type=Path, default=Path("."), help="default: here")
     p.add_argument("--force", action="store_true", help="replace an existing config.toml")

@@ -120,6 +120,11 @@ class Store(Protocol):
         """The job's event log, oldest first (the last ``limit`` when given)."""
         ...
 
+    def recent_events(self, since: datetime, *, limit: int) -> list[Event]:
+        """Every job's events at or after ``since``, the newest ``limit``, oldest first (for
+        `orchestrator top`)."""
+        ...
+
     def transitions(self, after_id: int, *, limit: int) -> list[Event]:
         """Events that changed a job's state, of every job, with ids above ``after_id``, oldest
         first (at most ``limit``): the feed behind ``Orchestrator.events``."""

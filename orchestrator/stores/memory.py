@@ -181,6 +181,13 @@ class MemoryStore:
             found = list(self._state.events.get(job_id, ()))
         return found if limit is None else found[len(found) - max(0, limit) :]
 
+    def recent_events(self, since: datetime, *, limit: int) -> list[Event]:
+        since = ensure_utc(since)
+        with self._lock:
+            every = [e for events in self._state.events.values() for e in events if e.at >= since]
+        newest = sorted(every, key=lambda e: e.id)[-max(0, limit) :] if limit > 0 else []
+        return newest
+
     def transitions(self, after_id: int, *, limit: int) -> list[Event]:
         with self._lock:
             every = [e for events in self._state.events.values() for e in events]

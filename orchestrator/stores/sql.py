@@ -313,6 +313,18 @@ class SQLStore:
         found = [event_from_row(row) for row in rows]
         return found if limit is None else found[::-1]
 
+    def recent_events(self, since: datetime, *, limit: int) -> list[Event]:
+        E = EVENTS.c
+        query = (
+            select(EVENTS)
+            .where(E.at >= ensure_utc(since))
+            .order_by(E.id.desc())
+            .limit(max(0, limit))
+        )
+        with self._read() as conn:
+            rows = conn.execute(query).mappings().all()
+        return [event_from_row(row) for row in reversed(rows)]
+
     def transitions(self, after_id: int, *, limit: int) -> list[Event]:
         E = EVENTS.c
         changed = or_(E.from_state.is_(None), E.to_state != E.from_state)  # created, or moved

@@ -227,3 +227,19 @@ def test_init_writes_a_config_that_runs_and_db_backup_copies_a_live_database(
         assert conn.execute("SELECT version FROM schema_meta").fetchone()[0] == 4
     twice = run("--config", str(config), "db", "backup", str(copy))
     assert twice.returncode == 2 and "exists" in twice.stderr
+
+
+def test_top_shows_counts_rates_the_daemon_and_the_latest_transitions(
+    start_sandbox: Any, deploy: Any
+) -> None:
+    sandbox = start_sandbox(time_scale=0.02)
+    d: Deployment = deploy(sandbox.url, interval_s=1.0)
+    submit_song(d, "song")
+    down = d.cli("top", "--once", check=True).stdout
+    assert "daemon: not answering on this host" in down and "queued" in down
+    d.start_daemon()
+    wait_for(lambda: d.jobs()[0]["state"] == "completed", 60, "the song")
+    up = d.cli("top", "--once", check=True).stdout
+    assert "daemon: up, breaker closed" in up
+    assert "succeeded" in up and "completed" in up  # the latest transitions
+    assert "last minute" in up and "submits" in up

@@ -108,3 +108,34 @@ def test_a_form_without_its_csrf_token_is_refused(start_sandbox: Any, deploy: An
     assert deployment.cli_json("show", "song")["state"] != "cancelled"
     away = httpx.get(f"{base}/ui/", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5)
     assert away.status_code == 403
+
+
+def test_with_a_token_the_page_asks_for_it_and_keeps_it_in_a_session(
+    deploy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "t0ken-" + "x" * 20
+    monkeypatch.setenv("ORCHESTRATOR_TEST_UI_TOKEN", token)
+    deployment: Deployment = deploy(
+        "http://127.0.0.1:9",
+        interval_s=1.0,
+        polling="",
+    )
+    text = deployment.config.read_text().replace(
+        'mode = "verify"', 'mode = "verify"\napi_token_env = "ORCHESTRATOR_TEST_UI_TOKEN"'
+    )
+    deployment.config.write_text(text)
+    submit_song(deployment, "song")
+    deployment.start_daemon()
+    base = f"http://127.0.0.1:{deployment.callback_port}"
+    with httpx.Client(base_url=base, timeout=5) as client:
+        first = client.get("/ui/jobs/song")
+        assert first.status_code == 302 and "/ui/login" in first.headers["location"]
+        wrong = client.post("/ui/login", data={"token": "nope", "next": "/ui/jobs/song"})
+        assert wrong.status_code == 401 and "not the token" in wrong.text
+        right = client.post("/ui/login", data={"token": token, "next": "/ui/jobs/song"})
+        assert right.status_code == 302 and right.headers["location"].endswith("/ui/jobs/song")
+        page = client.get("/ui/jobs/song")
+        assert page.status_code == 200 and "song" in page.text
+        assert token not in page.text and token not in str(client.cookies.get("session"))
+    bearer = httpx.get(f"{base}/ui/", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    assert bearer.status_code == 200

@@ -1100,3 +1100,12 @@ def test_transitions_are_a_feed_of_state_changes_across_jobs(store: SQLStore) ->
         (a.id, JobState.QUEUED), (b.id, JobState.QUEUED), (b.id, JobState.CANCELLED),
     ]  # fmt: skip
     assert store.transitions(feed[1].id, limit=10) == feed[2:]
+
+
+def test_recent_events_are_the_newest_since_a_time_oldest_first(store: SQLStore) -> None:
+    a = make(store, "a", T0)
+    force(store, a, T0 + timedelta(minutes=2), polls=1)
+    b = make(store, "b", T0 + timedelta(minutes=3))
+    recent = store.recent_events(T0 + timedelta(minutes=1), limit=10)
+    assert [(e.job_id, e.type) for e in recent] == [(a.id, "forced"), (b.id, "created")]
+    assert [e.job_id for e in store.recent_events(T0, limit=1)] == [b.id]
