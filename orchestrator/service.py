@@ -337,13 +337,7 @@ class JobService:
         return reason if isinstance(reason, str) else None
 
     def _waiting_why(self, job: Job) -> str:
-        related: dict[str, Job | None] = {}
-        for key in related_keys(job):
-            try:
-                related[key] = self.store.get_job_by_key(key)
-            except JobNotFound:
-                related[key] = None
-        decision = settle(job, related)
+        decision = settle(job, related_jobs(self.store, job))
         if isinstance(decision, Wait):
             return decision.why
         return (
@@ -419,6 +413,18 @@ class JobService:
                 f"{verb} applies to {applies}"
             )
         return outcome.job
+
+
+def related_jobs(store: Store, job: Job) -> dict[str, Job | None]:
+    """What :func:`orchestrator.pipelines.settle` needs of ``job``: its parents (or, for an
+    expanded for_each job, its children) by key, None for one that does not exist."""
+    related: dict[str, Job | None] = {}
+    for key in related_keys(job):
+        try:
+            related[key] = store.get_job_by_key(key)
+        except JobNotFound:
+            related[key] = None
+    return related
 
 
 def descendants(key: str, index: Mapping[str, Sequence[str]]) -> list[str]:

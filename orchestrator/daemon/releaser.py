@@ -27,7 +27,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from orchestrator.domain import Job, NewJob
-from orchestrator.exceptions import InvalidParams, JobKeyConflict, JobNotFound
+from orchestrator.exceptions import InvalidParams, JobKeyConflict
 from orchestrator.kinds import validate_params
 from orchestrator.logs import get_logger
 from orchestrator.observations import (
@@ -44,10 +44,10 @@ from orchestrator.pipelines import (
     Fail,
     Release,
     Wait,
-    related_keys,
     settle,
 )
 from orchestrator.reconciler import Reconciler
+from orchestrator.service import related_jobs
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store
 
@@ -103,13 +103,7 @@ class Releaser:
         return moved
 
     def settle_one(self, job: Job) -> int:
-        related: dict[str, Job | None] = {}
-        for key in related_keys(job):
-            try:
-                related[key] = self.store.get_job_by_key(key)
-            except JobNotFound:
-                related[key] = None
-        decision = settle(job, related)
+        decision = settle(job, related_jobs(self.store, job))
         if isinstance(decision, Wait):
             return 0
         observation: Observation

@@ -202,13 +202,7 @@ class SunoProvider:
             raise UpstreamTransient(
                 f"{where}: HTTP 404, task unknown (yet)", code=404, http_status=http
             )
-        envelope = _envelope(response)
-        if envelope is None:
-            if response.is_success:
-                raise UpstreamProtocolError(
-                    f"{where}: HTTP {http} with a body that is not an envelope", http_status=http
-                )
-            self._raise_for_poll_code(where, http, None, response, bare_http=True)
+        envelope = self._get_envelope(where, response)
 
         code = envelope["code"]
         msg = envelope.get("msg")
@@ -241,14 +235,7 @@ class SunoProvider:
             )
         except httpx.HTTPError as exc:
             raise UpstreamUnavailable(f"{where}: {self._describe(exc)}") from exc
-        http = response.status_code
-        envelope = _envelope(response)
-        if envelope is None:
-            if response.is_success:
-                raise UpstreamProtocolError(
-                    f"{where}: HTTP {http} with a body that is not an envelope", http_status=http
-                )
-            self._raise_for_poll_code(where, http, None, response, bare_http=True)
+        envelope = self._get_envelope(where, response)
         code = envelope["code"]
         if self.profile_config.outcome(code) is not Outcome.SUCCESS:
             self._raise_for_poll_code(where, code, envelope.get("msg"), response)
@@ -271,6 +258,18 @@ class SunoProvider:
             raise CallbackRejected(f"{spec.name} callback refused: {exc}") from exc
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _get_envelope(self, where: str, response: httpx.Response) -> Mapping[str, Any]:
+        """A GET's envelope, or what its absence means (garbage, or a bare HTTP error)."""
+        envelope = _envelope(response)
+        if envelope is not None:
+            return envelope
+        http = response.status_code
+        if response.is_success:
+            raise UpstreamProtocolError(
+                f"{where}: HTTP {http} with a body that is not an envelope", http_status=http
+            )
+        self._raise_for_poll_code(where, http, None, response, bare_http=True)
 
     def _headers(self) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {self._api_key}", "Accept": "application/json"}

@@ -11,7 +11,6 @@ wakes the poller; in `trust` mode its data is applied directly. Bad input never 
 
 from __future__ import annotations
 
-import hmac
 import json
 import re
 from collections.abc import Callable
@@ -45,7 +44,6 @@ from orchestrator.groupcommit import GroupCommitter
 from orchestrator.jsonvalues import loads_strict
 from orchestrator.logs import get_logger
 from orchestrator.metrics import METRICS
-from orchestrator.networks import is_loopback
 from orchestrator.observations import CallbackReceived, UpstreamReport
 from orchestrator.providers.base import Provider
 from orchestrator.reconciler import Outcome, Pending, Reconciler
@@ -53,12 +51,12 @@ from orchestrator.service import JobService, children_index, tree_json
 from orchestrator.states import JobState
 from orchestrator.stores.base import Store, TokenOwner
 from orchestrator.tokens import hash_token
+from orchestrator.web.access import bearer_matches, local_caller
 from orchestrator.web.callback_auth import CallbackAuth
 from orchestrator.web.ui import register_ui
 
 log = get_logger("orchestrator.web")
 
-_FORWARDING_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 
 #: characters of a refused callback body kept in its event
 REFUSED_EXCERPT = 2048
@@ -257,17 +255,10 @@ def create_app(ctx: WebContext) -> Flask:
 def _api_refusal(ctx: WebContext) -> tuple[Response, int] | None:
     """The job API: a bearer token when one is configured, else loopback callers only."""
     if ctx.api_token is not None:
-        given = request.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), ctx.api_token.encode()
-        ):
+        if bearer_matches(ctx.api_token):
             return None
         return _answer(401, "the job API needs Authorization: Bearer <token>")
-    # A reverse proxy on this host makes every caller look local: a forwarded request is
-    # never a local one.
-    forwarded = any(request.headers.get(h) for h in _FORWARDING_HEADERS)
-    if is_loopback(request.remote_addr) and not forwarded:
+    if local_caller():
         return None
     return _answer(403, "the job API answers loopback callers only (see [callbacks] api_token_env)")
 

@@ -39,13 +39,12 @@ from orchestrator import __version__
 from orchestrator.clock import isoformat
 from orchestrator.domain import Job
 from orchestrator.exceptions import InvalidTransition, JobNotFound, UsageError
-from orchestrator.networks import is_loopback
 from orchestrator.observations import Resolution
 from orchestrator.states import JobState
+from orchestrator.web.access import bearer_matches, local_caller
 
 PAGE_SIZE: Final = 50
 EXCERPT: Final = 2000
-_FORWARDING = ("Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP")
 _MEDIA = {"audio", "video", "image", "text"}
 
 
@@ -197,17 +196,12 @@ def _with_page(endpoint: str, page: int) -> str:
 
 def _refusal(ctx: Any) -> Any:
     if ctx.api_token is not None:
-        given = request.headers.get("Authorization", "")
-        scheme, _, token = given.partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), ctx.api_token.encode()
-        ):
+        if bearer_matches(ctx.api_token):
             return None
         if hmac.compare_digest(str(session.get("auth", "")), _fingerprint(ctx.api_token)):
             return None
         return redirect(url_for("ui.login", next=request.full_path.rstrip("?")))
-    forwarded = any(request.headers.get(h) for h in _FORWARDING)
-    if is_loopback(request.remote_addr) and not forwarded:
+    if local_caller():
         return None
     return Response("the status page answers loopback callers only (see api_token_env)", 403)
 
