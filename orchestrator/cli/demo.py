@@ -145,6 +145,7 @@ def run_demo(args: argparse.Namespace) -> int:
             f"[bold]orchestrator demo[/]  sandbox {sandbox.url}  "
             f"callbacks {'dropped' if args.no_callbacks else 'on'}  config {config}"
         )
+        console.print(f"status page while it runs: http://127.0.0.1:{daemon.callback_port}/ui/")
         jobs = _follow(service, console)
     finally:
         daemon.stop()
