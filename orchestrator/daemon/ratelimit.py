@@ -11,6 +11,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from orchestrator.stores.base import Store
 
 
 class SlidingWindow:
@@ -83,3 +87,56 @@ class TokenBucket:
                 return False
             stop.wait(wait)
         return False
+
+
+class SharedWindow:
+    """:class:`SlidingWindow` whose state is an account record in the store: every daemon on
+    the database draws from the same window, so together they never exceed the account's
+    limit (the record is read and written under ``Store.update_account``'s lock: PostgreSQL
+    ``FOR UPDATE`` on its row, SQLite's write lock). Times are the hosts' wall clocks: keep
+    them in sync (NTP); a skew shifts the window by as much."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        limit: int,
+        window_s: float,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.record = f"ratelimit:{name}"
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+
+    def _live(self, value: dict[str, Any] | None, now: float) -> list[float]:
+        times = (value or {}).get("times", [])
+        return sorted(float(t) for t in times if float(t) > now - self.window_s)
+
+    def try_acquire(self) -> float:
+        when = self._clock()
+        now = when.timestamp()
+
+        def take(value: dict[str, Any] | None) -> tuple[dict[str, Any], float]:
+            times = self._live(value, now)
+            if len(times) < self.limit:
+                return {"times": [*times, now]}, 0.0
+            return {"times": times}, times[0] + self.window_s - now
+
+        return self.store.update_account(self.record, take, when)
+
+    def penalize(self, seconds: float) -> None:
+        when = self._clock()
+        now = when.timestamp()
+        until = now + seconds - self.window_s
+
+        def fill(value: dict[str, Any] | None) -> tuple[dict[str, Any], None]:
+            kept = [max(t, until) for t in self._live(value, now)[-self.limit :]]
+            return {"times": [until] * (self.limit - len(kept)) + kept}, None
+
+        self.store.update_account(self.record, fill, when)
+
+    def available(self) -> int:
+        now = self._clock().timestamp()
+        return max(0, self.limit - len(self._live(self.store.account(self.record), now)))

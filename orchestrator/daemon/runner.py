@@ -32,7 +32,7 @@ from orchestrator.daemon.learner import Learner
 from orchestrator.daemon.notifier import Notifier, http_client, load_secrets
 from orchestrator.daemon.pipeline_watch import PipelineWatch
 from orchestrator.daemon.poller import Poller
-from orchestrator.daemon.ratelimit import SlidingWindow, TokenBucket
+from orchestrator.daemon.ratelimit import SharedWindow, TokenBucket
 from orchestrator.daemon.releaser import Releaser
 from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.daemon.submitter import Submitter
@@ -64,6 +64,13 @@ log = get_logger("orchestrator.daemon")
 USER_AGENT = (
     f"Mozilla/5.0 (compatible; orchestrator/{__version__}; +https://example.invalid/orchestrator)"
 )
+
+
+def account_id(api_key: str) -> str:
+    """The provider account a key belongs to, as stored: a digest, never the key."""
+    import hashlib
+
+    return hashlib.sha256(b"orchestrator-account:" + api_key.encode()).hexdigest()[:16]
 
 
 def _breaker_health(breaker: CircuitBreaker) -> dict[str, Any]:
@@ -188,7 +195,14 @@ class Daemon:
             provider,
             owner=self.owner,
             public_url=s.callbacks.public_url,
-            limiter=SlidingWindow(s.provider.submit_rate, s.provider.submit_window_s),
+            # the account's submit limit, shared by every daemon on the database
+            limiter=SharedWindow(
+                store,
+                f"submit:{account_id(api_key)}",
+                s.provider.submit_rate,
+                s.provider.submit_window_s,
+                self.clock,
+            ),
             breaker=breaker,
             lease_s=lease,
             clock=self.clock,

@@ -15,7 +15,7 @@ from datetime import datetime
 from orchestrator import faultpoints
 from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.credits import CreditGuard
-from orchestrator.daemon.ratelimit import SlidingWindow
+from orchestrator.daemon.ratelimit import SharedWindow, SlidingWindow
 from orchestrator.domain import Job
 from orchestrator.exceptions import (
     UpstreamAmbiguous,
@@ -45,7 +45,7 @@ class Submitter:
         *,
         owner: str,
         public_url: str,
-        limiter: SlidingWindow,
+        limiter: SlidingWindow | SharedWindow,
         breaker: CircuitBreaker,
         lease_s: float,
         clock: Callable[[], datetime],

@@ -14,11 +14,11 @@ against SQLite and PostgreSQL):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from orchestrator.domain import (
     Event,
@@ -32,6 +32,8 @@ from orchestrator.domain import (
 )
 from orchestrator.durations import DurationSample
 from orchestrator.states import JobState
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -209,6 +211,18 @@ class Store(Protocol):
 
     def set_account(self, name: str, value: Mapping[str, Any], now: datetime) -> None:
         """Write the account record ``name`` (replacing it), durably."""
+        ...
+
+    def update_account(
+        self,
+        name: str,
+        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any], T]],
+        now: datetime,
+    ) -> T:
+        """Read, change and write the account record ``name`` atomically: no other writer of
+        it (thread, process, daemon) runs in between (PostgreSQL: the row ``FOR UPDATE``;
+        SQLite: the write lock). ``change`` gets the value (None: none yet) and returns the new
+        value and what to return. The cluster-wide limits are built on this."""
         ...
 
     # --- the outbox (orchestrator.notifications) ---------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -42,6 +42,7 @@ from orchestrator.stores.base import (
     SUBMIT,
     UNCERTAIN,
     Claim,
+    T,
     TokenOwner,
     UnitOfWork,
 )
@@ -366,6 +367,18 @@ class MemoryStore:
         with self._lock:
             text = self._state.account.get(name)
         return None if text is None else dict(json.loads(text))
+
+    def update_account(
+        self,
+        name: str,
+        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any], T]],
+        now: datetime,
+    ) -> T:
+        with self._lock:
+            text = self._state.account.get(name)
+            value, result = change(None if text is None else dict(json.loads(text)))
+            self._state.account[name] = dumps(dict(value))
+            return result
 
     def set_account(self, name: str, value: Mapping[str, Any], now: datetime) -> None:
         text = dumps(dict(value))

@@ -27,7 +27,7 @@ import contextlib
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -44,6 +44,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.engine import RowMapping, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
@@ -69,6 +70,7 @@ from orchestrator.states import JobState
 from orchestrator.stores import outbox as outbox_sql
 from orchestrator.stores.base import (
     Claim,
+    T,
     TokenOwner,
     UnitOfWork,
 )
@@ -459,6 +461,33 @@ class SQLStore:
         with self._read() as conn:
             text = conn.scalar(select(ACCOUNT.c.value).where(ACCOUNT.c.name == name))
         return None if text is None else dict(json.loads(text))
+
+    def update_account(
+        self,
+        name: str,
+        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any], T]],
+        now: datetime,
+    ) -> T:
+        stamp = ensure_utc(now)
+        with self._write() as conn:
+            query = select(ACCOUNT.c.value).where(ACCOUNT.c.name == name)
+            if self._postgres:
+                # make the row exist, then lock it: concurrent daemons take turns here
+                conn.execute(
+                    postgresql_insert(ACCOUNT)
+                    .values(name=name, value="null", updated_at=stamp)
+                    .on_conflict_do_nothing(index_elements=[ACCOUNT.c.name])
+                )
+                query = query.with_for_update()
+            text = conn.scalar(query)
+            current = json.loads(text) if text is not None else None
+            value, result = change(current if isinstance(current, dict) else None)
+            values = {"value": dumps(value), "updated_at": stamp}
+            if text is None:
+                conn.execute(insert(ACCOUNT).values(name=name, **values))
+            else:
+                conn.execute(update(ACCOUNT).where(ACCOUNT.c.name == name).values(values))
+            return result
 
     def set_account(self, name: str, value: Mapping[str, Any], now: datetime) -> None:
         values = {"value": dumps(dict(value)), "updated_at": ensure_utc(now)}
