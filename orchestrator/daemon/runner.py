@@ -316,7 +316,7 @@ class Daemon:
                     clock=self.clock,
                     mode=s.callbacks.mode,
                     max_body_bytes=s.callbacks.max_body_bytes,
-                    auth=CallbackAuth.from_settings(s.callbacks),
+                    auth=CallbackAuth.from_settings(s.callbacks, store=parts.store),
                     ingest=self._ingest,
                     api_token=api_token(s.callbacks.api_token_env),
                     upstream_health=lambda: _breaker_health(parts.poller.breaker),

@@ -274,6 +274,15 @@ class Store(Protocol):
         webhook-id: the receiver's idempotency key). Returns how many."""
         ...
 
+    def replay_known(self, key: str, now: datetime) -> bool:
+        """Whether a signed callback with this replay key was accepted and has not expired."""
+        ...
+
+    def remember_replay(self, key: str, expires_at: datetime, now: datetime) -> None:
+        """Remember an accepted signed callback until ``expires_at`` (a second time: no-op);
+        forgets expired ones."""
+        ...
+
     def find_by_token(self, token_hash: str) -> TokenOwner | None:
         """The job a callback token hash belongs to and the attempt it was issued for (any
         attempt's token, current or superseded), or None."""

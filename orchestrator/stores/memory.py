@@ -87,6 +87,8 @@ class _State:
     outbox_leases: dict[int, _Lease] = field(default_factory=dict)
     attempts: dict[int, list[NotificationAttempt]] = field(default_factory=dict)
     next_notification_id: int = 1
+    #: signed callbacks accepted: replay key -> until when
+    replays: dict[str, datetime] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
@@ -103,6 +105,7 @@ class _State:
             dict(self.outbox_leases),
             {n: list(a) for n, a in self.attempts.items()},
             self.next_notification_id,
+            dict(self.replays),
         )
 
 
@@ -198,6 +201,19 @@ class MemoryStore:
             if e.id > after_id and e.to_state is not None and e.to_state != e.from_state
         ]
         return sorted(moved, key=lambda e: e.id)[: max(0, limit)]
+
+    def replay_known(self, key: str, now: datetime) -> bool:
+        with self._lock:
+            until = self._state.replays.get(key)
+        return until is not None and until >= ensure_utc(now)
+
+    def remember_replay(self, key: str, expires_at: datetime, now: datetime) -> None:
+        now = ensure_utc(now)
+        with self._lock:
+            replays = self._state.replays
+            for old in [k for k, until in replays.items() if until < now]:
+                del replays[old]
+            replays.setdefault(key, ensure_utc(expires_at))
 
     def find_by_token(self, token_hash: str) -> TokenOwner | None:
         with self._lock:

@@ -38,6 +38,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    delete,
     func,
     insert,
     or_,
@@ -102,6 +103,7 @@ from orchestrator.stores.tables import (
     JOBS,
     NOTIFICATION_ATTEMPTS,
     NOTIFICATIONS,
+    REPLAY_MEMORY,
 )
 from orchestrator.stores.writes import apply_on
 
@@ -334,6 +336,21 @@ class SQLStore:
         query = select(EVENTS).where(moved).order_by(E.id).limit(max(0, limit))
         with self._read() as conn:
             return [event_from_row(row) for row in conn.execute(query).mappings()]
+
+    def replay_known(self, key: str, now: datetime) -> bool:
+        R = REPLAY_MEMORY.c
+        query = select(R.key).where(R.key == key, R.expires_at >= ensure_utc(now))
+        with self._read() as conn:
+            return conn.scalar(query) is not None
+
+    def remember_replay(self, key: str, expires_at: datetime, now: datetime) -> None:
+        R = REPLAY_MEMORY.c
+        with self._write() as conn:
+            conn.execute(delete(REPLAY_MEMORY).where(R.expires_at < ensure_utc(now)))
+            if conn.scalar(select(R.key).where(R.key == key)) is None:
+                conn.execute(
+                    insert(REPLAY_MEMORY).values(key=key, expires_at=ensure_utc(expires_at))
+                )
 
     def find_by_token(self, token_hash: str) -> TokenOwner | None:
         attempt = CALLBACK_TOKENS.c.attempt.label("token_attempt")

@@ -236,6 +236,17 @@ class NotificationAttemptRow(SQLModel, table=True):
     duration_s: float = Field(sa_column=Column(Float, nullable=False))
 
 
+class ReplayRow(SQLModel, table=True):
+    """Schema 4: signed callbacks already accepted (kie.ai replay protection), shared by every
+    daemon on the database, each until its signature's timestamp leaves the tolerance."""
+
+    __tablename__ = "replay_memory"
+    __table_args__ = (Index("ix_replay_memory_expires_at", "expires_at"),)
+
+    key: str = Field(sa_column=Column(String, primary_key=True))
+    expires_at: datetime = _dt(nullable=False)
+
+
 class SchemaMetaRow(SQLModel, table=True):
     """One row (id = 1): the schema version the database was last upgraded to."""
 
@@ -254,6 +265,7 @@ DURATIONS: Table = DurationRow.__table__  # type: ignore[attr-defined]
 ACCOUNT: Table = AccountRow.__table__  # type: ignore[attr-defined]
 NOTIFICATIONS: Table = NotificationRow.__table__  # type: ignore[attr-defined]
 NOTIFICATION_ATTEMPTS: Table = NotificationAttemptRow.__table__  # type: ignore[attr-defined]
+REPLAY_MEMORY: Table = ReplayRow.__table__  # type: ignore[attr-defined]
 
 #: Every table, in creation order.
 TABLES: tuple[Table, ...] = (
@@ -266,4 +278,5 @@ TABLES: tuple[Table, ...] = (
     ACCOUNT,
     NOTIFICATIONS,
     NOTIFICATION_ATTEMPTS,
+    REPLAY_MEMORY,
 )

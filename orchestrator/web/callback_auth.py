@@ -14,7 +14,8 @@ different callbacks of one task signed in the same second (the same signature) a
 accepted, while the same request sent again is refused. A request is remembered only once its
 callback has committed (:meth:`ReplayTicket.commit`): the upstream's retry after our 503 is
 not a replay. Entries expire in timestamp order in O(1) per entry (buckets of one second).
-The memory is per daemon process.
+With ``store`` given (the daemon does) it is shared by every daemon on the database
+(:class:`SharedReplay`).
 
 Source addresses: ``allowed_sources`` (CIDRs; empty = anyone) is checked against the peer
 address, or, only when the peer is one of ``trusted_proxies``, against the right-most
@@ -31,6 +32,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
 from orchestrator.exceptions import CallbackUnauthorized, ConfigError
@@ -150,6 +152,37 @@ class ReplayTicket:
         self.cache.release(self.key)
 
 
+class _ReplayStore(Protocol):
+    def replay_known(self, key: str, now: datetime) -> bool: ...
+
+    def remember_replay(self, key: str, expires_at: datetime, now: datetime) -> None: ...
+
+
+class SharedReplay(ReplayCache):
+    """The replay memory of every daemon on one database: this process's memory (and its
+    requests in progress) in front, the store's ``replay_memory`` table behind, so a request
+    replayed to another node is refused too. Two nodes handed the same request within the
+    same few milliseconds may both accept it (each checks before either has committed): in
+    verify mode that costs one extra poll."""
+
+    def __init__(self, store: _ReplayStore, max_items: int = MAX_REMEMBERED) -> None:
+        super().__init__(max_items)
+        self._store = store
+
+    def reserve(self, key: str, now: float) -> bool:
+        if not super().reserve(key, now):
+            return False
+        if self._store.replay_known(key, datetime.fromtimestamp(now, UTC)):
+            super().release(key)
+            return False
+        return True
+
+    def commit(self, key: str, expires_at: float) -> None:
+        super().commit(key, expires_at)
+        until = datetime.fromtimestamp(expires_at, UTC)
+        self._store.remember_replay(key, until, datetime.now(UTC))
+
+
 def replay_key(signature: bytes, body: bytes) -> str:
     """What identifies one signed request: its signature and its body."""
     return base64.b64encode(signature).decode() + ":" + hashlib.sha256(body).hexdigest()
@@ -258,7 +291,10 @@ class CallbackAuth:
 
     @classmethod
     def from_settings(
-        cls, settings: CallbackSettings, environ: Mapping[str, str] | None = None
+        cls,
+        settings: CallbackSettings,
+        environ: Mapping[str, str] | None = None,
+        store: _ReplayStore | None = None,
     ) -> CallbackAuth:
         """Build from ``[callbacks]``; the HMAC key is read from the named variable only."""
         env = os.environ if environ is None else environ
@@ -271,7 +307,8 @@ class CallbackAuth:
                     "is not set (or empty)"
                 )
             register_secret(key)
-            signature = KieSignature(key, settings.hmac_tolerance_s)
+            replay = SharedReplay(store) if store is not None else ReplayCache()
+            signature = KieSignature(key, settings.hmac_tolerance_s, replay)
         try:
             sources = SourcePolicy.from_strings(settings.allowed_sources, settings.trusted_proxies)
         except ValueError as exc:

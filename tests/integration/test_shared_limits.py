@@ -97,3 +97,25 @@ def test_a_penalty_holds_every_daemon(stores: list[SQLStore]) -> None:
     assert other.available() == 5
     first.penalize(30.0)  # the upstream said "slow down" to one daemon
     assert other.available() == 0 and other.try_acquire() > 25.0
+
+
+def test_a_signed_callback_accepted_by_one_daemon_is_a_replay_for_the_others(
+    stores: list[SQLStore],
+) -> None:
+    import time
+
+    from orchestrator.web.callback_auth import KieSignature, SharedReplay, sign
+
+    key, task = "kie-hmac-key-" + "k" * 20, "task-1"
+    stamp = str(int(time.time()))
+    signature = sign(key, task, stamp)
+    nodes = [KieSignature(key, 300.0, SharedReplay(store)) for store in stores]
+    ticket = nodes[0].verify(task, stamp, signature, time.time(), body=b"{}")
+    ticket.commit()  # node 0 committed the callback
+    from orchestrator.exceptions import CallbackUnauthorized
+
+    for node in nodes[1:]:
+        with pytest.raises(CallbackUnauthorized, match="replay"):
+            node.verify(task, stamp, signature, time.time(), body=b"{}")
+    # another callback of the same task signed in the same second (another body) is fine
+    nodes[1].verify(task, stamp, signature, time.time(), body=b'{"x": 1}').release()

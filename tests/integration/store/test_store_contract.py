@@ -1109,3 +1109,14 @@ def test_recent_events_are_the_newest_since_a_time_oldest_first(store: SQLStore)
     recent = store.recent_events(T0 + timedelta(minutes=1), limit=10)
     assert [(e.job_id, e.type) for e in recent] == [(a.id, "forced"), (b.id, "created")]
     assert [e.job_id for e in store.recent_events(T0, limit=1)] == [b.id]
+
+
+def test_the_replay_memory_remembers_until_expiry_and_forgets_after(store: SQLStore) -> None:
+    later = T0 + timedelta(minutes=5)
+    assert not store.replay_known("sig:body", T0)
+    store.remember_replay("sig:body", later, T0)
+    store.remember_replay("sig:body", later, T0)  # a second time: a no-op
+    assert store.replay_known("sig:body", T0) and store.replay_known("sig:body", later)
+    assert not store.replay_known("sig:body", later + timedelta(seconds=1))
+    store.remember_replay("other", later + timedelta(minutes=5), later + timedelta(seconds=1))
+    assert not store.replay_known("sig:body", T0)  # the expired one was forgotten
