@@ -11,13 +11,17 @@ while half-open) and :meth:`CircuitBreaker.allow` before each request.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from orchestrator.exceptions import UpstreamError
 from orchestrator.logs import get_logger
+from orchestrator.stores.base import Store
 
 log = get_logger("orchestrator.breaker")
 
@@ -112,3 +116,89 @@ class CircuitBreaker:
                 if self._opened_at is None:
                     log.warning("circuit_opened", upstream=self.name, failures=self._failures)
                 self._opened_at = self._clock()
+
+
+class SharedBreaker(CircuitBreaker):
+    """A :class:`CircuitBreaker` whose open state is shared through an account record: when one
+    daemon sees the upstream down, every daemon on the database pauses, and once the cooldown
+    has passed exactly one of them sends the probe (taken under ``Store.update_account``'s
+    lock). Each daemon keeps counting its own outages; the record is read at most every
+    ``refresh_s`` (the record holds wall-clock seconds: keep the hosts' clocks in sync)."""
+
+    def __init__(
+        self,
+        name: str,
+        store: Store,
+        threshold: int = 5,
+        cooldown_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        refresh_s: float = 1.0,
+    ) -> None:
+        super().__init__(name, threshold, cooldown_s, clock)
+        self.store = store
+        self.shared_record = f"breaker:{name}"
+        self._wall = wall
+        self._refresh_s = refresh_s
+        self._seen_at = -math.inf
+        self._shared_open: float | None = None
+
+    def _shared(self) -> float | None:
+        """When the circuit was opened cluster-wide (wall seconds), or None: closed."""
+        now = self._clock()
+        if now - self._seen_at >= self._refresh_s:
+            value = self.store.account(self.shared_record) or {}
+            opened = value.get("opened_at")
+            self._shared_open = float(opened) if isinstance(opened, int | float) else None
+            self._seen_at = now
+        return self._shared_open
+
+    def _shared_blocks(self) -> bool:
+        opened = self._shared()
+        return opened is not None and self._wall() - opened < self.cooldown_s
+
+    def state(self) -> BreakerState:
+        local = super().state()
+        if local is BreakerState.CLOSED and self._shared() is not None:
+            return BreakerState.OPEN if self._shared_blocks() else BreakerState.HALF_OPEN
+        return local
+
+    @property
+    def is_open(self) -> bool:
+        return super().is_open or self._shared() is not None
+
+    def room(self, wanted: int) -> int:
+        if self._shared() is None:
+            return super().room(wanted)
+        return 0 if self._shared_blocks() else min(super().room(wanted), 1)
+
+    def allow(self) -> bool:
+        if self._shared() is None:
+            return super().allow()
+        if self._shared_blocks():
+            return False
+        wall = self._wall()
+
+        def take_probe(value: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+            value = dict(value or {})
+            probe = value.get("probe_at")
+            if isinstance(probe, int | float) and wall - probe < self.cooldown_s:
+                return value, False  # another daemon's probe is out
+            value["probe_at"] = wall
+            return value, True
+
+        return self.store.update_account(self.shared_record, take_probe, datetime.now(UTC))
+
+    def success(self) -> None:
+        was_open = self.is_open
+        super().success()
+        if was_open:
+            self.store.set_account(self.shared_record, {"opened_at": None}, datetime.now(UTC))
+            self._shared_open, self._seen_at = None, self._clock()
+
+    def failure(self) -> None:
+        super().failure()
+        if super().is_open:
+            opened = {"opened_at": self._wall(), "probe_at": None}
+            self.store.set_account(self.shared_record, opened, datetime.now(UTC))
+            self._shared_open, self._seen_at = float(opened["opened_at"] or 0), self._clock()

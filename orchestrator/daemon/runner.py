@@ -25,7 +25,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from orchestrator import __version__
 from orchestrator.clock import utcnow
 from orchestrator.config import Settings, parse_listen
-from orchestrator.daemon.breaker import CircuitBreaker
+from orchestrator.daemon.breaker import CircuitBreaker, SharedBreaker
 from orchestrator.daemon.credits import CreditGuard
 from orchestrator.daemon.downloader import Downloader
 from orchestrator.daemon.learner import Learner
@@ -182,8 +182,12 @@ class Daemon:
         # one writer for callbacks and poll results: one fsync per batch (groupcommit.py)
         self._ingest = GroupCommitter(reconciler)
         lease = s.daemon.lease_s
-        breaker = CircuitBreaker(
-            s.provider.base_url, s.provider.breaker_threshold, s.provider.breaker_cooldown_s
+        # one daemon seeing the upstream down pauses every daemon on the database
+        breaker = SharedBreaker(
+            s.provider.base_url,
+            store,
+            s.provider.breaker_threshold,
+            s.provider.breaker_cooldown_s,
         )
         METRICS.breaker_open.set_function(lambda: 1.0 if breaker.is_open else 0.0)
         METRICS.jobs.count = lambda: [

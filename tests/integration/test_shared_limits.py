@@ -119,3 +119,36 @@ def test_a_signed_callback_accepted_by_one_daemon_is_a_replay_for_the_others(
             node.verify(task, stamp, signature, time.time(), body=b"{}")
     # another callback of the same task signed in the same second (another body) is fine
     nodes[1].verify(task, stamp, signature, time.time(), body=b'{"x": 1}').release()
+
+
+def test_one_daemon_seeing_the_upstream_down_pauses_all_and_one_probes(
+    stores: list[SQLStore],
+) -> None:
+    from orchestrator.daemon.breaker import BreakerState, SharedBreaker
+
+    mono, wall = [0.0], [1_000_000.0]
+    nodes = [
+        SharedBreaker(
+            "up",
+            store,
+            threshold=2,
+            cooldown_s=10.0,
+            clock=lambda: mono[0],
+            wall=lambda: wall[0],
+            refresh_s=0.0,
+        )
+        for store in stores
+    ]
+    a, others = nodes[0], nodes[1:]
+    a.failure()
+    a.failure()  # a's threshold: the circuit opens for everyone
+    for node in others:
+        assert node.is_open and node.state() is BreakerState.OPEN
+        assert node.room(10) == 0 and not node.allow()
+    mono[0] += 11.0
+    wall[0] += 11.0  # the cooldown passed: half-open everywhere, one probe in all
+    probes = [node.allow() for node in nodes]
+    assert probes.count(True) == 1, probes
+    prober = nodes[probes.index(True)]
+    prober.success()  # the probe answered: closed for everyone
+    assert all(not node.is_open and node.allow() for node in nodes)
