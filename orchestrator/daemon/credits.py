@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from orchestrator.credits import (
     RECORD,
@@ -83,20 +84,27 @@ class CreditGuard:
         """A submit went out (whatever its answer): it counts for the daily cap."""
         if self.rules.max_submits_per_day <= 0:
             return
-        with self._lock:
-            now = self.clock()
-            self._save(counted(self._load(), now), now)
+        now = self.clock()
+
+        def count(value: dict[str, Any] | None) -> tuple[dict[str, Any], None]:
+            return counted(CreditState.from_json(value), now).to_json(), None
+
+        # atomic across daemons: each one's submits count against the one daily cap
+        self.store.update_account(RECORD, count, now)
 
     def out_of_credits(self, message: str) -> None:
         """The upstream refused a submit for credits: hold the queue until topped up."""
-        with self._lock:
-            now = self.clock()
-            state = refused(self._load(), message)
+        now = self.clock()
+
+        def refuse(value: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+            state = refused(CreditState.from_json(value), message)
             reason = hold(state, self.rules, now)
-            state = replace(state, hold=reason)
-            self._save(state, now)
+            return replace(state, hold=reason).to_json(), reason
+
+        reason = self.store.update_account(RECORD, refuse, now)
+        with self._lock:
             self._held_until = now + timedelta(seconds=self.rules.check_s)
-            log.warning("credit_hold", reason=reason)
+        log.warning("credit_hold", reason=reason)
 
     def _check(self, state: CreditState, now: datetime) -> CreditState:
         try:
