@@ -13,6 +13,8 @@ It writes to the same database as the daemon; the daemon (``orchestrator run``) 
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -56,6 +58,8 @@ class Orchestrator:
         self.settings = settings or load_settings(config)
         self._own_store = store is None
         self.store = store or open_store(self.settings.database_url)
+        if self._own_store:  # what this process records (an operator's retry, a submit)
+            self.store.node = f"cli:{socket.gethostname()}:{os.getpid()}"
         self.service = JobService(
             self.store, provider=self.settings.provider.profile, policy=self.settings.policy()
         )

@@ -184,6 +184,8 @@ class Event:
     to_state: JobState | None  #: None when the observation changed nothing (duplicate, stale)
     payload: JSON = field(default_factory=dict)  #: the observation (raw body for callbacks)
     note: str = ""  #: why, in a few words
+    #: which daemon (or CLI process) wrote it: host:pid:random; None before schema 4's column
+    node: str | None = None
 
 
 class NotificationState(StrEnum):

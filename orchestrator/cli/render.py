@@ -127,6 +127,7 @@ def event_json(event: Event) -> dict[str, Any]:
         "from_state": event.from_state.value if event.from_state else None,
         "to_state": event.to_state.value if event.to_state else None,
         "note": event.note,
+        "node": event.node,
     }
 
 
@@ -179,7 +180,7 @@ def show(detail: JobDetail) -> None:
             table.add_row(row.webhook_id, row.target, row.event, row.state.value, tries or "-")
         console.print(table)
     table = Table(title="events", show_edge=False)
-    for column in ("at", "source", "observation", "transition", "note"):
+    for column in ("at", "node", "source", "observation", "transition", "note"):
         table.add_column(column)
     for event in detail.events:
         if event.to_state and event.from_state != event.to_state:
@@ -189,7 +190,12 @@ def show(detail: JobDetail) -> None:
         else:
             transition = "-"
         table.add_row(
-            (isoformat(event.at) or "")[11:23], event.source, event.type, transition, event.note
+            (isoformat(event.at) or "")[11:23],
+            event.node or "-",
+            event.source,
+            event.type,
+            transition,
+            event.note,
         )
     console.print(table)
 

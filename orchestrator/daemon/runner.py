@@ -135,6 +135,7 @@ class Daemon:
         api_key = s.api_key()
         register_secret(api_key)
         store = self._store or open_store(s.database_url)
+        store.node = self.owner  # every event this daemon writes says so
         policy = s.policy()
         upstream = httpx.Client(
             timeout=httpx.Timeout(s.provider.timeout_s, connect=min(10.0, s.provider.timeout_s)),

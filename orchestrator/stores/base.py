@@ -83,6 +83,9 @@ class UnitOfWork(Protocol):
 
 
 class Store(Protocol):
+    #: who writes through this store (the daemon's id, set at start), recorded with each event
+    node: str | None
+
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         """Record a job in `queued`, with a `created` event; idempotent by key.
 

@@ -120,6 +120,8 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self._state = _State({}, {}, {}, {}, {})
+        #: who writes through this store, recorded with each event
+        self.node: str | None = None
 
     # --- jobs ---------------------------------------------------------------------------
 
@@ -497,6 +499,7 @@ class MemoryStore:
             to_state=to_state,
             payload=payload,
             note=note,
+            node=self.node,
         )
         state.next_event_id += 1
         state.events.setdefault(job_id, []).append(event)

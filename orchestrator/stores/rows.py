@@ -132,4 +132,5 @@ def event_from_row(row: RowMapping) -> Event:
         to_state=JobState(row["to_state"]) if row["to_state"] is not None else None,
         payload=json.loads(row["payload"]),
         note=row["note"],
+        node=row["node"],
     )

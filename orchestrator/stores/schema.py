@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from sqlalchemy import Connection, insert, select, text, update
+from sqlalchemy import Connection, Table, insert, select, text, update
 
 from orchestrator.exceptions import StoreError
-from orchestrator.stores.tables import JOBS, SCHEMA_META, SCHEMA_VERSION, TABLES
+from orchestrator.stores.tables import EVENTS, JOBS, SCHEMA_META, SCHEMA_VERSION, TABLES
 
 
 def _upgrade_1_to_2(conn: Connection) -> None:
@@ -57,11 +57,13 @@ def _upgrade_3_to_4(conn: Connection) -> None:
     """Schema 4: pipelines. Jobs recorded before it have no parents."""
     for name in ("parents", "for_each", "template"):
         conn.execute(text(f"ALTER TABLE jobs ADD COLUMN {name} {_column_type(conn, name)}"))
+    # and the node that wrote each event (earlier events: unknown)
+    conn.execute(text(f"ALTER TABLE events ADD COLUMN node {_column_type(conn, 'node', EVENTS)}"))
 
 
-def _column_type(conn: Connection, name: str) -> str:
-    """The ``jobs`` column's type as the table declares it, in this database's dialect."""
-    column_type = JOBS.c[name].type
+def _column_type(conn: Connection, name: str, table: Table = JOBS) -> str:
+    """A column's type as its table declares it (``jobs`` by default), in this dialect."""
+    column_type = table.c[name].type
     return str(column_type.dialect_impl(conn.dialect).compile(dialect=conn.dialect))
 
 

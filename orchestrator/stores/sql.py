@@ -127,6 +127,8 @@ class SQLStore:
     def __init__(
         self, url: str, *, busy_timeout_s: float = 30.0, schema: str | None = None
     ) -> None:
+        #: who writes through this store (the daemon sets its id), recorded with each event
+        self.node: str | None = None
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -246,6 +248,7 @@ class SQLStore:
                         to_state=job.state.value,
                         payload=dumps(created_payload(job)),
                         note="",
+                        node=self.node,
                     )
                 )
         except _KeyTaken as exc:
@@ -648,4 +651,5 @@ class _SQLUnit:
             sample=sample,
             outbox=outbox,
             postgres=self._store._postgres,
+            node=self._store.node,
         )

@@ -133,6 +133,8 @@ class EventRow(SQLModel, table=True):
     to_state: str | None = Field(default=None, sa_column=Column(String))
     payload: str = _text(nullable=False)
     note: str = Field(sa_column=Column(Text, nullable=False))
+    #: schema 4: which daemon (or CLI process) wrote the event
+    node: str | None = Field(default=None, sa_column=Column(String))
 
 
 class ArtifactRow(SQLModel, table=True):

@@ -39,6 +39,7 @@ def apply_on(
     sample: DurationSample | None = None,
     outbox: Sequence[NewNotification] = (),
     postgres: bool,
+    node: str | None = None,
 ) -> Job:
     now = ensure_utc(now)
     values: dict[str, Any] = {"version": job.version + 1}
@@ -63,6 +64,7 @@ def apply_on(
         "to_state": updated.state.value if updated is not None else None,
         "payload": dumps(event.payload),
         "note": event.note,
+        "node": node,
     }
     if conn.execute(cas).rowcount != 1:
         raise StaleJob(

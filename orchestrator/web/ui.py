@@ -327,6 +327,7 @@ def _event(event: Any) -> dict[str, Any]:
     return {
         "at": (isoformat(event.at) or "")[:23].replace("T", " "),
         "source": event.source,
+        "node": event.node or "",
         "type": event.type,
         "transition": transition,
         "note": event.note,

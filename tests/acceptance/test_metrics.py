@@ -80,6 +80,10 @@ def test_metrics_agree_with_the_run_and_promtool_accepts_them(
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     assert ready.json()["checks"]["database"] == "reachable"
     assert "poller_tick_age_s" in ready.json()["checks"]
+    # every event says who wrote it: the CLI that recorded the job, then the daemon
+    nodes = [e["node"] for e in deployment.cli_json("show", "one")["events"]]
+    assert nodes[0].startswith("cli:") and len(set(nodes[1:])) == 1
+    assert not nodes[1].startswith("cli:") and nodes[1].count(":") == 2
     # the same access rule as the job API: a forwarded (internet) caller is refused
     hidden = httpx.get(f"{base}/metrics", headers={"X-Forwarded-For": "203.0.113.9"}, timeout=5)
     assert hidden.status_code == 403

@@ -926,6 +926,7 @@ def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
                 "template",
             ):  # schema 3 and 4
                 conn.execute(sa.text(f"ALTER TABLE jobs DROP COLUMN {column}"))
+            conn.execute(sa.text("ALTER TABLE events DROP COLUMN node"))  # schema 4
             conn.execute(sa.update(SCHEMA_META).values(version=1))
             # schema 1's `retry` put the job back in queued with submit_attempts = 0
             conn.execute(sa.text("UPDATE jobs SET submit_attempts = 0 WHERE key = 'retried'"))
@@ -1120,3 +1121,11 @@ def test_the_replay_memory_remembers_until_expiry_and_forgets_after(store: SQLSt
     assert not store.replay_known("sig:body", later + timedelta(seconds=1))
     store.remember_replay("other", later + timedelta(minutes=5), later + timedelta(seconds=1))
     assert not store.replay_known("sig:body", T0)  # the expired one was forgotten
+
+
+def test_events_say_which_node_wrote_them(store: SQLStore) -> None:
+    store.node = "host-a:123:abc"
+    job = make(store, "by-a")
+    store.node = None
+    force(store, job, T0, polls=1)
+    assert [e.node for e in store.events(job.id)] == ["host-a:123:abc", None]
