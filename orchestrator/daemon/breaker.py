@@ -123,7 +123,8 @@ class SharedBreaker(CircuitBreaker):
     daemon sees the upstream down, every daemon on the database pauses, and once the cooldown
     has passed exactly one of them sends the probe (taken under ``Store.update_account``'s
     lock). Each daemon keeps counting its own outages; the record is read at most every
-    ``refresh_s`` (the record holds wall-clock seconds: keep the hosts' clocks in sync)."""
+    ``refresh_s``. ``wall`` is the clock the record's times come from: the daemon passes its
+    own (the database's on PostgreSQL), so hosts need not agree."""
 
     def __init__(
         self,

@@ -93,8 +93,8 @@ class SharedWindow:
     """:class:`SlidingWindow` whose state is an account record in the store: every daemon on
     the database draws from the same window, so together they never exceed the account's
     limit (the record is read and written under ``Store.update_account``'s lock: PostgreSQL
-    ``FOR UPDATE`` on its row, SQLite's write lock). Times are the hosts' wall clocks: keep
-    them in sync (NTP); a skew shifts the window by as much."""
+    ``FOR UPDATE`` on its row, SQLite's write lock). Times come from the daemon's clock: the
+    database's on PostgreSQL (orchestrator.clock.DatabaseClock), so hosts need not agree."""
 
     def __init__(
         self,

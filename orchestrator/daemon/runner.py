@@ -23,7 +23,7 @@ import httpx
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from orchestrator import __version__
-from orchestrator.clock import utcnow
+from orchestrator.clock import DatabaseClock, utcnow
 from orchestrator.config import Settings, parse_listen
 from orchestrator.daemon.breaker import CircuitBreaker, SharedBreaker
 from orchestrator.daemon.credits import CreditGuard
@@ -136,6 +136,10 @@ class Daemon:
         register_secret(api_key)
         store = self._store or open_store(s.database_url)
         store.node = self.owner  # every event this daemon writes says so
+        if self.clock is utcnow and store.database_now() is not None:
+            # several daemons on one PostgreSQL: one clock for leases, due times, deadlines
+            self.clock = DatabaseClock(store.database_now)
+            log.info("clock_from_database", offset_s=self.clock.offset.total_seconds())
         policy = s.policy()
         upstream = httpx.Client(
             timeout=httpx.Timeout(s.provider.timeout_s, connect=min(10.0, s.provider.timeout_s)),
@@ -189,6 +193,7 @@ class Daemon:
             store,
             s.provider.breaker_threshold,
             s.provider.breaker_cooldown_s,
+            wall=lambda: self.clock().timestamp(),
         )
         METRICS.breaker_open.set_function(lambda: 1.0 if breaker.is_open else 0.0)
         METRICS.jobs.count = lambda: [

@@ -86,6 +86,11 @@ class Store(Protocol):
     #: who writes through this store (the daemon's id, set at start), recorded with each event
     node: str | None
 
+    def database_now(self) -> datetime | None:
+        """The database server's clock (PostgreSQL), or None where the host's clock is the
+        one (SQLite, memory)."""
+        ...
+
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         """Record a job in `queued`, with a `created` event; idempotent by key.
 

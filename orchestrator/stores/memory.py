@@ -125,6 +125,9 @@ class MemoryStore:
 
     # --- jobs ---------------------------------------------------------------------------
 
+    def database_now(self) -> datetime | None:
+        return None
+
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         now = ensure_utc(now)
         with self._lock:

@@ -223,6 +223,13 @@ class SQLStore:
 
     # --- jobs ---------------------------------------------------------------------------
 
+    def database_now(self) -> datetime | None:
+        if not self._postgres:
+            return None
+        with self._read() as conn:
+            value = conn.scalar(select(func.now()))
+        return ensure_utc(value) if isinstance(value, datetime) else None
+
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         now = ensure_utc(now)
         existing = self._find_job(J.key == new.key)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -152,3 +152,28 @@ def test_one_daemon_seeing_the_upstream_down_pauses_all_and_one_probes(
     prober = nodes[probes.index(True)]
     prober.success()  # the probe answered: closed for everyone
     assert all(not node.is_open and node.allow() for node in nodes)
+
+
+def test_on_postgresql_the_daemon_takes_the_database_s_clock(
+    stores: list[SQLStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.clock import DatabaseClock, utcnow
+    from orchestrator.config import Settings
+    from orchestrator.daemon.runner import Daemon
+
+    store = stores[0]
+    now = store.database_now()
+    monkeypatch.setenv("SUNO_API_KEY", "sandbox-key")
+    daemon = Daemon(Settings(), store=store)
+    daemon._build()
+    try:
+        if now is None:  # SQLite: the host's clock is the one
+            assert daemon.clock is utcnow
+        else:
+            assert abs(now - utcnow()) < timedelta(seconds=5)
+            assert isinstance(daemon.clock, DatabaseClock)
+    finally:
+        for client in daemon._clients:
+            client.close()
+        for pool in daemon._pools:
+            pool.shutdown()
