@@ -4,6 +4,11 @@ every finished job's notification against a flaky receiver (10 % of requests ans
 that verifies every signature.
 
     scripts/chaos [--jobs 300] [--kills 10] [--seed 1] [--quick] [--workdir DIR]
+                  [--postgres] [--daemons N]
+
+With ``--daemons N`` several daemons share the database (``--postgres``: a fresh schema on
+``$ORCHESTRATOR_TEST_PG_URL``), each kill strikes a random one, and every promise is checked
+for all of them together.
 
 Sources: music_video and replace_section need a finished song. They are created directly on the
 sandbox before the faults are switched on (their tasks are not the daemon's and are left out
@@ -54,13 +59,16 @@ SONG = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "
 SOURCE_CALLBACK = "http://127.0.0.1:9/source-callback"
 
 
-def _config(workdir: Path, upstream: str, port: int, receiver_url: str) -> Path:
+def _config(
+    workdir: Path, upstream: str, port: int, receiver_url: str, db: str, artifacts: Path
+) -> Path:
+    workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "config.toml"
     path.write_text(
         f"""
 [storage]
-url = "sqlite:///var/orchestrator.db"
-artifacts_dir = "var/artifacts"
+url = "{db}"
+artifacts_dir = "{artifacts}"
 
 [provider]
 profile = "sunoapi"
@@ -267,6 +275,26 @@ def _states(db: str) -> Counter[str]:
         store.close()
 
 
+def _database(args: argparse.Namespace, workdir: Path) -> str:
+    """The URL every daemon uses: a SQLite file, or a fresh PostgreSQL schema."""
+    if not args.postgres:
+        return f"sqlite:///{workdir / 'var' / 'orchestrator.db'}"
+    import uuid
+
+    import sqlalchemy as sa
+
+    base = os.environ.get("ORCHESTRATOR_TEST_PG_URL")
+    if not base:
+        raise SystemExit("chaos --postgres: set ORCHESTRATOR_TEST_PG_URL")
+    schema = f"chaos_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(base)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    print(f"chaos: PostgreSQL schema {schema}", flush=True)
+    return f"{base}?options=-csearch_path%3D{schema}"
+
+
 def _wait_told(db: str, timeout: float) -> int:
     """Until no notification is pending (the last ones go out after the run settles)."""
     deadline = time.monotonic() + timeout
@@ -331,17 +359,23 @@ def run(args: argparse.Namespace) -> int:
         tracks = _sources(server, max(1, math.ceil(n_videos / 2)))
         source_ids = frozenset(t for t, _ in tracks)
         server.set_faults(parse_faults(FAULTS))
-        port = _free_port()
         receiver = Receiver(_free_port(), fail_rate=0.1).start()  # a flaky application
         os.environ["ORCHESTRATOR_CHAOS_WEBHOOK_SECRET"] = SECRET
-        config = _config(workdir, server.url, port, receiver.url)
-        db = f"sqlite:///{workdir / 'var' / 'orchestrator.db'}"
-        daemon = Daemon(config, workdir)
-        daemon.start()
-        with Orchestrator(config) as orc:
+        db = _database(args, workdir)
+        artifacts = workdir / "var" / "artifacts"
+        nodes: list[tuple[Daemon, int]] = []
+        for n in range(args.daemons):
+            port = _free_port()
+            home = workdir if args.daemons == 1 else workdir / f"node{n}"
+            config = _config(home, server.url, port, receiver.url, db, artifacts)
+            nodes.append((Daemon(config, home), port))
+        for daemon, _port in nodes:
+            daemon.start()
+        with Orchestrator(nodes[0][0].config) as orc:
             for key, kind, params, options in _jobs(args.jobs, tracks, rng):
                 orc.submit(kind, params, key=key, **options)
         for k in range(args.kills):
+            daemon, port = rng.choice(nodes)  # any node may die
             daemon.wait_ready(port)
             time.sleep(rng.uniform(0.3, 5.0))  # a random moment of a running daemon
             daemon.kill()
@@ -358,9 +392,11 @@ def run(args: argparse.Namespace) -> int:
                 break
             time.sleep(1.0)
         told = _wait_told(db, 60.0)
-        code, took = daemon.stop()
+        stops = [daemon.stop() for daemon, _port in nodes]
+        code = next((c for c, _ in stops if c != 0), 0)
+        took = max(t for _, t in stops)
         ledger = server.ledger()
-        report = check(db, workdir / "var" / "artifacts", ledger, ignore_task_ids=source_ids)
+        report = check(db, artifacts, ledger, ignore_task_ids=source_ids)
         untold = _check_told(db, receiver)
     finally:
         server.stop()
@@ -370,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
         violations.append(f"{open_jobs} jobs not settled")
     if code != 0:
         violations.append(f"SIGTERM: exit {code}")
-    logs = daemon.logs()
+    logs = "\n".join(daemon.logs() for daemon, _port in nodes)
     if "database is locked" in logs:
         violations.append("'database is locked' in a daemon log")
     print()
@@ -378,6 +414,7 @@ def run(args: argparse.Namespace) -> int:
     print(report.table())
     extra = [
         ("notifications delivered (receiver)", f"{told}"),
+        ("daemons, database", f"{args.daemons}, {'PostgreSQL' if args.postgres else 'SQLite'}"),
         ("SIGKILLs / restarts", f"{args.kills} / {args.kills}"),
         ("SIGTERM exit, seconds", f"{code}, {took:.1f}"),
         ("elapsed seconds", f"{time.monotonic() - began:.0f}"),
@@ -400,6 +437,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=360.0, help="seconds to settle")
     parser.add_argument("--workdir", help="default: a new temporary directory")
     parser.add_argument("--quick", action="store_true", help="40 jobs, 3 kills")
+    parser.add_argument("--daemons", type=int, default=1, help="daemons sharing the database")
+    parser.add_argument(
+        "--postgres",
+        action="store_true",
+        help="a schema of its own on $ORCHESTRATOR_TEST_PG_URL instead of a SQLite file",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.jobs, args.kills, args.timeout = min(args.jobs, 40), min(args.kills, 3), 60.0
