@@ -17,7 +17,7 @@ from datetime import datetime
 from orchestrator import contradictions, faultpoints
 from orchestrator.daemon.breaker import CircuitBreaker
 from orchestrator.daemon.inflight import InFlight
-from orchestrator.daemon.ratelimit import TokenBucket
+from orchestrator.daemon.ratelimit import SharedTokenBucket, TokenBucket
 from orchestrator.domain import Job
 from orchestrator.exceptions import UpstreamError, UpstreamRateLimited
 from orchestrator.groupcommit import GroupCommitter
@@ -41,7 +41,7 @@ class Poller:
         owner: str,
         executor: ThreadPoolExecutor,
         concurrency: int,
-        bucket: TokenBucket,
+        bucket: TokenBucket | SharedTokenBucket,
         breaker: CircuitBreaker,
         lease_s: float,
         clock: Callable[[], datetime],

@@ -140,3 +140,65 @@ class SharedWindow:
     def available(self) -> int:
         now = self._clock().timestamp()
         return max(0, self.limit - len(self._live(self.store.account(self.record), now)))
+
+
+class SharedTokenBucket:
+    """:class:`TokenBucket` whose tokens come from an account record shared by every daemon
+    on the database: ``rate`` per second for the whole account. Each daemon takes up to
+    ``chunk`` tokens at a time (one locked update per chunk, not per poll), so N daemons
+    together stay within the rate plus at most N chunks. ``rate <= 0`` means unlimited."""
+
+    def __init__(
+        self,
+        store: Store,
+        name: str,
+        rate: float,
+        clock: Callable[[], datetime],
+        *,
+        burst: float | None = None,
+        chunk: int | None = None,
+    ) -> None:
+        self.store = store
+        self.record = f"bucket:{name}"
+        self.rate = rate
+        self.burst = burst if burst is not None else max(1.0, rate)
+        self.chunk = chunk if chunk is not None else max(1, int(rate / 4))
+        self._clock = clock
+        self._local = 0
+        self._lock = threading.Lock()
+
+    def _take(self) -> tuple[int, float]:
+        """Tokens taken from the shared bucket now, and (when none) seconds until one."""
+        when = self._clock()
+        now = when.timestamp()
+
+        def take(value: dict[str, Any] | None) -> tuple[dict[str, Any], tuple[int, float]]:
+            value = value or {}
+            tokens = float(value.get("tokens", self.burst))
+            last = float(value.get("at", now))
+            tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
+            n = min(self.chunk, int(tokens))
+            tokens -= n
+            wait = 0.0 if n else (1.0 - tokens) / self.rate
+            return {"tokens": tokens, "at": now}, (n, wait)
+
+        return self.store.update_account(self.record, take, when)
+
+    def acquire(self, stop: threading.Event, timeout_s: float = 30.0) -> bool:
+        """Block until a token is available (False if ``stop`` is set or time runs out)."""
+        if self.rate <= 0:
+            return True
+        deadline = time.monotonic() + timeout_s
+        while not stop.is_set():
+            wait = 0.0
+            with self._lock:
+                if self._local <= 0:
+                    got, wait = self._take()
+                    self._local += got
+                if self._local > 0:
+                    self._local -= 1
+                    return True
+            if time.monotonic() + wait > deadline:
+                return False
+            stop.wait(min(wait, 1.0))
+        return False

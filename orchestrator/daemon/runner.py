@@ -32,7 +32,7 @@ from orchestrator.daemon.learner import Learner
 from orchestrator.daemon.notifier import Notifier, http_client, load_secrets
 from orchestrator.daemon.pipeline_watch import PipelineWatch
 from orchestrator.daemon.poller import Poller
-from orchestrator.daemon.ratelimit import SharedWindow, TokenBucket
+from orchestrator.daemon.ratelimit import SharedTokenBucket, SharedWindow
 from orchestrator.daemon.releaser import Releaser
 from orchestrator.daemon.signals import stop_on_signals
 from orchestrator.daemon.submitter import Submitter
@@ -226,7 +226,10 @@ class Daemon:
             owner=self.owner,
             executor=poll_pool,
             concurrency=s.polling.concurrency,
-            bucket=TokenBucket(s.provider.poll_rate_per_s),
+            # the detail-query budget is the account's: shared by every daemon
+            bucket=SharedTokenBucket(
+                store, f"polls:{account_id(api_key)}", s.provider.poll_rate_per_s, self.clock
+            ),
             breaker=breaker,
             lease_s=lease,
             clock=self.clock,

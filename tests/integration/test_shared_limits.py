@@ -177,3 +177,26 @@ def test_on_postgresql_the_daemon_takes_the_database_s_clock(
             client.close()
         for pool in daemon._pools:
             pool.shutdown()
+
+
+def test_the_poll_budget_is_the_account_s_not_each_daemon_s(stores: list[SQLStore]) -> None:
+    from orchestrator.daemon.ratelimit import SharedTokenBucket
+
+    rate, seconds = 30.0, 1.5
+    taken: list[float] = []
+    lock = threading.Lock()
+
+    def poll(store: SQLStore) -> None:
+        bucket = SharedTokenBucket(store, "polls:acct", rate, lambda: datetime.now(UTC),
+                                   burst=5.0, chunk=3)  # fmt: skip
+        stop = threading.Event()
+        end = datetime.now(UTC).timestamp() + seconds
+        while datetime.now(UTC).timestamp() < end:
+            if bucket.acquire(stop, timeout_s=0.5):
+                with lock:
+                    taken.append(datetime.now(UTC).timestamp())
+
+    run_all(stores, poll)
+    # the whole account: the burst, the rate over the run, and a chunk per daemon in hand
+    assert len(taken) <= 5 + rate * seconds + WRITERS * 3 + 3, len(taken)
+    assert len(taken) >= rate * seconds * 0.5  # it limits, it does not block
