@@ -196,19 +196,23 @@ _MUSIC_STATUS = {
 }
 
 
+def _word_and_response(data: Mapping[str, Any], field: str) -> tuple[str, Mapping[str, Any] | None]:
+    """A record-info ``data``'s status word (``field``) and its ``response`` (None: null)."""
+    word = data.get(field)
+    if not isinstance(word, str) or not word.strip():
+        raise ShapeError(f"data.{field} must be a non-empty string")
+    response = data.get("response")
+    if response is not None and not isinstance(response, Mapping):
+        raise ShapeError("data.response must be an object or null")
+    return word.strip(), response
+
+
 def music_record_report(data: Mapping[str, Any], task_id: str) -> UpstreamReport:
     """``generate/record-info`` ``data`` -> report."""
-    word = data.get("status")
-    if not isinstance(word, str) or not word.strip():
-        raise ShapeError("data.status must be a non-empty string")
-    word = word.strip()
-    response = data.get("response")
-    if response is None:
-        tracks: tuple[Track, ...] = ()
-    elif isinstance(response, Mapping):
+    word, response = _word_and_response(data, "status")
+    tracks: tuple[Track, ...] = ()
+    if response is not None:
         tracks = tracks_from(response.get("sunoData"), "data.response.sunoData")
-    else:
-        raise ShapeError("data.response must be an object or null")
     upper = word.upper()
     if upper in _MUSIC_STATUS:
         status = _MUSIC_STATUS[upper]
@@ -253,17 +257,10 @@ def texts_from(items: object, where: str) -> tuple[tuple[str, str], ...]:
 
 def lyrics_record_report(data: Mapping[str, Any], task_id: str) -> UpstreamReport:
     """``lyrics/record-info`` ``data`` -> report: done when a variant has its text."""
-    word = data.get("status")
-    if not isinstance(word, str) or not word.strip():
-        raise ShapeError("data.status must be a non-empty string")
-    word = word.strip()
-    response = data.get("response")
-    if response is None:
-        texts: tuple[tuple[str, str], ...] = ()
-    elif isinstance(response, Mapping):
+    word, response = _word_and_response(data, "status")
+    texts: tuple[tuple[str, str], ...] = ()
+    if response is not None:
         texts = texts_from(response.get("data"), "data.response.data")
-    else:
-        raise ShapeError("data.response must be an object or null")
     upper = word.upper()
     if upper in ("PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS"):
         status = UpstreamStatus.PENDING
@@ -302,19 +299,12 @@ def mp4_record_report(
 ) -> UpstreamReport:
     """``mp4/record-info`` (and wav/vocal-removal, the same shape) ``data`` -> report;
     ``needs``: the file label without which a success is not done yet ("" for any file)."""
-    word = data.get("successFlag")
-    if not isinstance(word, str) or not word.strip():
-        raise ShapeError("data.successFlag must be a non-empty string")
-    word = word.strip()
-    response = data.get("response")
+    word, response = _word_and_response(data, "successFlag")
     files: tuple[tuple[str, str], ...] = ()
-    if response is None:
-        video_url = None
-    elif isinstance(response, Mapping):
+    video_url = None
+    if response is not None:
         video_url = video_url_from(response, "data.response")
         files = files_from(response, "data.response")
-    else:
-        raise ShapeError("data.response must be an object or null")
     upper = word.upper()
     if upper == "PENDING":
         status = UpstreamStatus.PENDING
