@@ -271,22 +271,26 @@ class JobService:
     def detail(self, key: str) -> JobDetail:
         job = self.store.get_job_by_key(key)
         events = self.store.events(job.id)
-        why = explain(job, self.policy)
-        if job.state == JobState.WAITING:
-            why = self._waiting_why(job)
-        older = older_tasks(job, events)
-        if older:
-            listed = ", ".join(f"{task} (attempt {attempt})" for attempt, task in older)
-            why += f"; older attempts' tasks exist upstream (paid for, not tracked): {listed}"
-        children = tuple(children_index(self.store.list_jobs()).get(job.key, ()))
         hold = self.hold()
-        if hold and job.state == JobState.QUEUED:
-            why += f"; held: {hold}"
+        why = self.why(job, events, hold)
+        children = tuple(children_index(self.store.list_jobs()).get(job.key, ()))
         told = tuple(
             (n, tuple(self.store.notification_attempts(n.id)))
             for n in self.store.notifications(job_id=job.id)
         )
         return JobDetail(job, events, why, children, hold, told)
+
+    def why(self, job: Job, events: Sequence[Event], hold: str | None) -> str:
+        """Why the job is where it is (``show``, the status page): its state explained, the
+        older attempts' paid tasks from its events, the credit guard's ``hold`` if queued."""
+        why = self._waiting_why(job) if job.state == JobState.WAITING else explain(job, self.policy)
+        older = older_tasks(job, events)
+        if older:
+            listed = ", ".join(f"{task} (attempt {attempt})" for attempt, task in older)
+            why += f"; older attempts' tasks exist upstream (paid for, not tracked): {listed}"
+        if hold and job.state == JobState.QUEUED:
+            why += f"; held: {hold}"
+        return why
 
     # --- notifications ---------------------------------------------------------------------
 

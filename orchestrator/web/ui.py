@@ -85,7 +85,10 @@ def register_ui(app: Flask, ctx: Any) -> None:
         pages = max(1, math.ceil(len(jobs) / PAGE_SIZE))
         page = min(max(1, _int(request.args.get("page"), 1)), pages)
         shown = jobs[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-        counts = ctx.store.count_by_state()
+        by_kind = ctx.store.count_by_state_and_kind()  # counts and kinds in one GROUP BY
+        counts: dict[JobState, int] = {}
+        for state, _kind, n in by_kind:
+            counts[state] = counts.get(state, 0) + n
 
         def page_url(n: int) -> str:
             return _with_page("ui.index", n)
@@ -97,7 +100,7 @@ def register_ui(app: Flask, ctx: Any) -> None:
             counts=[(s.value, counts[s]) for s in JobState if counts.get(s)],
             total=sum(counts.values()),
             states=[s.value for s in JobState],
-            kinds=sorted({job.kind for job in ctx.store.list_jobs()}),
+            kinds=sorted({kind for _state, kind, _n in by_kind}),
             filters=filters,
             page=page,
             pages=pages,
@@ -139,13 +142,13 @@ def register_ui(app: Flask, ctx: Any) -> None:
 
     @ui.get("/jobs/<key>/live")
     def job_live(key: str) -> Any:
+        # polled every 2 s per open page: the job and its events, not the whole detail
         try:
-            detail = ctx.service.detail(key)
+            j = ctx.service.get(key)
         except JobNotFound:
             abort(404)
-        j = detail.job
-        return jsonify({"state": j.state.value, "why": detail.why,
-                        "upstream_status": j.upstream_status})  # fmt: skip
+        why = ctx.service.why(j, ctx.store.events(j.id), ctx.service.hold())
+        return jsonify({"state": j.state.value, "why": why, "upstream_status": j.upstream_status})
 
     @ui.post("/jobs/<key>/<action>")
     def act(key: str, action: str) -> Any:
