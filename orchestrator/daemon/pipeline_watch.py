@@ -44,6 +44,9 @@ class PipelineWatch:
         self.targets = tuple(t for t in targets if PIPELINE_COMPLETED in t.events)
         self.clock = clock
         self.stop = stop
+        #: completions this process has already looked at, inside the overlap window: the
+        #: window is read again at each tick, its trees are not
+        self._looked: set[int] = set()
 
     def tick(self) -> int:
         """Tell the pipelines that completed since the cursor. Returns how many were told."""
@@ -52,7 +55,7 @@ class PipelineWatch:
         now = self.clock()
         after = int((self.store.account(RECORD) or {}).get("after", 0))
         feed = self.store.transitions(after, limit=BATCH)
-        done = [e for e in feed if e.to_state == JobState.COMPLETED]
+        done = [e for e in feed if e.to_state == JobState.COMPLETED and e.id not in self._looked]
         told = 0
         if done:
             jobs = {job.key: job for job in self.store.list_jobs()}
@@ -66,9 +69,11 @@ class PipelineWatch:
             }
             for root in sorted(roots):
                 told += self._tell_if_done(jobs[root], jobs, index, now)
+        self._looked.update(e.id for e in done)
         settled = [e.id for e in feed if e.at <= now - timedelta(seconds=OVERLAP_S)]
         if settled and max(settled) > after:
             self.store.set_account(RECORD, {"after": max(settled)}, now)
+            self._looked = {n for n in self._looked if n > max(settled)}
         return told
 
     def _tell_if_done(
