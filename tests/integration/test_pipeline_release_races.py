@@ -4,19 +4,16 @@ released once and a for_each job's children are recorded once, however the ticks
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from orchestrator.daemon.releaser import Releaser
 from orchestrator.domain import NewEvent
 from orchestrator.service import JobService
 from orchestrator.states import JobState
 from orchestrator.stores.sql import SQLStore
+from tests.integration.conftest import SharedDatabase
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 SONG = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "piano"}
@@ -24,21 +21,9 @@ TRACKS = {"tracks": [{"id": f"a-{n}"} for n in range(5)]}
 DAEMONS = 4
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[SQLStore]]:
-    if request.param == "sqlite":
-        url, schema = f"sqlite:///{tmp_path / 'shared.db'}", None
-    else:
-        url, schema = request.getfixturevalue("pg_url"), f"race_{uuid.uuid4().hex[:12]}"
-    opened = [SQLStore(url, schema=schema) for _ in range(DAEMONS)]  # one per daemon
-    yield opened
-    for store in opened:
-        store.close()
-    if schema is not None:
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+@pytest.fixture
+def stores(shared_db: SharedDatabase) -> list[SQLStore]:
+    return shared_db.open(DAEMONS)  # one store per daemon
 
 
 def test_many_releasers_release_once_and_make_each_child_once(stores: list[SQLStore]) -> None:

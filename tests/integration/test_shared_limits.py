@@ -5,36 +5,21 @@ many writers at once loses no update, and three daemons' submit windows on one d
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from orchestrator.daemon.ratelimit import SharedWindow
 from orchestrator.stores.sql import SQLStore
+from tests.integration.conftest import SharedDatabase
 
 WRITERS = 3
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[SQLStore]]:
-    if request.param == "sqlite":
-        url, schema = f"sqlite:///{tmp_path / 'shared.db'}", None
-    else:
-        url, schema = request.getfixturevalue("pg_url"), f"limits_{uuid.uuid4().hex[:12]}"
-    opened = [SQLStore(url, schema=schema) for _ in range(WRITERS)]
-    yield opened
-    for store in opened:
-        store.close()
-    if schema is not None:
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        engine.dispose()
+@pytest.fixture
+def stores(shared_db: SharedDatabase) -> list[SQLStore]:
+    return shared_db.open(WRITERS)  # one store per daemon
 
 
 def run_all(stores: list[SQLStore], work: Any) -> None:
