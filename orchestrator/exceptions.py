@@ -16,7 +16,10 @@ classes, so callers decide "retry or give up" by ``except`` clause, never by mes
     ├── InvalidTransition            an operator action not allowed from the job's current state
     ├── StoreError                   the database failed (not a conflict)
     │   ├── StaleJob                 compare-and-set lost: someone else changed the job first
-    │   └── JobIdNotFound            an internal lookup by id found no row (not a user's key)
+    │   ├── JobIdNotFound            an internal lookup by id found no row (not a user's key)
+    │   └── SchemaMismatch           the database's schema is not this code's: behind (run
+    │                                `orchestrator db upgrade`) or ahead (newer code wrote it);
+    │                                the operator must act (exit 2)
     ├── ObservationError             one observation cannot be folded or stored (data the store
     │                                cannot hold, or a bug): the same will fail again
     ├── UpstreamError                the provider answered badly or not at all (``outage``: it
@@ -96,6 +99,11 @@ class StoreError(OrchestratorError):
 
 class StaleJob(StoreError):
     """A compare-and-set found the job changed by someone else."""
+
+
+class SchemaMismatch(StoreError):
+    """The database's schema revision is not the one this code runs on (the message says
+    which way and what to run)."""
 
 
 class JobIdNotFound(StoreError):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 _lock = threading.Lock()
 _hits: dict[str, int] = {}
@@ -27,3 +28,14 @@ def reach(point: str) -> None:
         count = _hits[point]
     if count >= (int(nth) if nth.isdigit() else 1):
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def linger(point: str) -> None:
+    """``ORCHESTRATOR_LINGER_AT=<point>:<seconds>`` makes the process sleep there (a test
+    widens a race window with it, e.g. to run several upgrades inside one another)."""
+    spec = os.environ.get("ORCHESTRATOR_LINGER_AT")
+    if not spec:
+        return
+    name, _, seconds = spec.partition(":")
+    if name == point:
+        time.sleep(float(seconds or 0))

@@ -181,11 +181,26 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_db(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
-    from orchestrator.stores.backup import backup, schema_version
-
     if args.db_command == "current":
-        print(f"schema version {schema_version(settings.database_url)}")
+        from orchestrator.stores.migrate import current
+        from orchestrator.stores.schema import HEAD, UPGRADE_HINT
+
+        found = current(settings.database_url)
+        print(f"database: {found.describe()} ({found.state}); this orchestrator: revision {HEAD}")
+        if found.state == "behind":
+            print(UPGRADE_HINT)
+        return 0 if found.state in ("current", "empty") else 2
+    if args.db_command == "upgrade":
+        from orchestrator.stores.migrate import upgrade
+
+        done = upgrade(settings.database_url)
+        if done.changed:
+            print(f"upgraded the database from {done.before.describe()} to revision {done.after}")
+        else:
+            print(f"the database is at revision {done.after} already: nothing to do")
         return 0
+    from orchestrator.stores.backup import backup
+
     copied = backup(settings.database_url, args.path)
     print(f"backed up to {copied} ({copied.stat().st_size} bytes)")
     return 0

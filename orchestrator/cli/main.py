@@ -17,6 +17,7 @@ from orchestrator.exceptions import (
     ConfigError,
     InvalidTransition,
     OrchestratorError,
+    SchemaMismatch,
     StoreError,
     UsageError,
 )
@@ -95,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     db = p.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     q = db.add_parser("backup", help="an online, consistent copy of the SQLite database")
     q.add_argument("path", type=Path, help="the copy (must not exist)")
-    db.add_parser("current", help="the schema version of the database")
+    db.add_parser("current", help="the schema revision of the database, and this code's")
+    db.add_parser("upgrade", help="migrate the database to this orchestrator's schema")
 
     p = sub.add_parser("notify", help="the notifications sent to your application")
     notify = p.add_subparsers(dest="notify_command", required=True, metavar="ACTION")
@@ -149,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (ConfigError, UsageError, InvalidTransition) as exc:
+    except (ConfigError, UsageError, InvalidTransition, SchemaMismatch) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except StoreError as exc:

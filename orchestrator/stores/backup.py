@@ -1,17 +1,14 @@
-"""``orchestrator db backup PATH`` and ``db current``: a consistent copy of a live SQLite
-database through SQLite's online backup API (the daemon may keep writing meanwhile), and the
-schema version a database is at."""
+"""``orchestrator db backup PATH``: a consistent copy of a live SQLite database through
+SQLite's online backup API (the daemon may keep writing meanwhile)."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy import create_engine, select
 from sqlalchemy.engine import make_url
 
 from orchestrator.exceptions import ConfigError, UsageError
-from orchestrator.stores.tables import SCHEMA_META
 
 
 def _sqlite_path(url: str) -> Path:
@@ -41,12 +38,3 @@ def backup(url: str, dest: Path) -> Path:
     finally:
         src.close()
     return dest
-
-
-def schema_version(url: str) -> int | None:
-    engine = create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return conn.scalar(select(SCHEMA_META.c.version).where(SCHEMA_META.c.id == 1))
-    finally:
-        engine.dispose()

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -46,8 +45,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.engine import RowMapping, make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from orchestrator.clock import ensure_utc
 from orchestrator.domain import (
@@ -62,7 +61,6 @@ from orchestrator.domain import (
 )
 from orchestrator.durations import DurationSample, newest_per_group
 from orchestrator.exceptions import (
-    ConfigError,
     JobIdNotFound,
     JobNotFound,
     StoreError,
@@ -75,7 +73,8 @@ from orchestrator.stores.base import (
     TokenOwner,
     UnitOfWork,
 )
-from orchestrator.stores.postgres import create_postgres_engine
+from orchestrator.stores.engines import describe as _describe
+from orchestrator.stores.engines import open_database
 from orchestrator.stores.queries import POLLABLE_VALUES, due_query, lease_free
 from orchestrator.stores.records import (
     CREATED_SOURCE,
@@ -92,8 +91,7 @@ from orchestrator.stores.rows import (
     load_artifacts,
     sample_from_row,
 )
-from orchestrator.stores.schema import init_schema
-from orchestrator.stores.sqlite import READ_ONLY, SQLiteOpenError, create_sqlite_engine
+from orchestrator.stores.schema import open_schema
 from orchestrator.stores.tables import (
     ACCOUNT,
     ARTIFACTS,
@@ -113,9 +111,6 @@ J = JOBS.c
 A = ARTIFACTS.c
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-
-
 class SQLStore:
     """A :class:`~orchestrator.stores.base.Store` on SQLite (file) or PostgreSQL (psycopg 3).
 
@@ -129,14 +124,10 @@ class SQLStore:
     ) -> None:
         #: who writes through this store (the daemon sets its id), recorded with each event
         self.node: str | None = None
-        try:
-            parsed = make_url(url)
-        except ArgumentError as exc:
-            raise ConfigError(f"not a database URL: {url!r}") from exc
-        backend = parsed.get_backend_name()
-        if schema is not None and (backend != "postgresql" or not _IDENTIFIER.match(schema)):
-            raise ValueError(f"schema must be a plain identifier on PostgreSQL, got {schema!r}")
-        self._postgres = backend == "postgresql"
+        database = open_database(url, busy_timeout_s=busy_timeout_s, schema=schema)
+        self._engine: Engine = database.engine
+        self._postgres = database.postgres
+        self._read_options: dict[str, Any] = database.read_options
         #: SQLite has one writer at a time. Writers of this process queue here, where a
         #: released lock hands over at once, instead of in SQLite's busy handler, which naps
         #: 1, 2, 5, 10... ms between tries: under 8 callback threads that napping was most of
@@ -150,39 +141,14 @@ class SQLStore:
         #: is not selective, so it walks ix_jobs_next_poll_at in order and stops at the limit
         #: (measured: 12 ms -> 0.14 ms per claim with 10,000 jobs in flight).
         self._pollable: ColumnElement[bool] = J.state.in_(POLLABLE_VALUES)
-        if backend == "sqlite":
+        if not self._postgres:
             self._pollable = func.likely(self._pollable)
-        self._engine: Engine
         try:
-            if backend == "sqlite":
-                self._engine = create_sqlite_engine(parsed, busy_timeout_s=busy_timeout_s)
-                self._read_options: dict[str, Any] = {READ_ONLY: True}
-            elif self._postgres:
-                self._engine, self._read_options = create_postgres_engine(parsed, schema=schema)
-            else:
-                raise ConfigError(
-                    f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}:"
-                    " use sqlite:///PATH or postgresql+psycopg://..."
-                )
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
-        except SQLiteOpenError as exc:
-            raise StoreError(f"cannot open the database: {exc}") from exc
-        try:
-            self._connect_once()
-            self._init_schema(schema)
+            with self._write() as conn:
+                open_schema(conn, postgres=self._postgres, schema=schema)
         except BaseException:
             self._engine.dispose()
             raise
-
-    def _connect_once(self) -> None:
-        """Open one connection, so that a database that cannot be opened at all (a path
-        under /proc, a server that refuses) says so, rather than "a write failed"."""
-        try:
-            with self._engine.connect():
-                pass
-        except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open the database: {_describe(exc)}") from exc
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -207,10 +173,6 @@ class SQLStore:
                     yield conn
         except SQLAlchemyError as exc:
             raise StoreError(f"database read failed: {_describe(exc)}") from exc
-
-    def _init_schema(self, schema: str | None) -> None:
-        with self._write() as conn:
-            init_schema(conn, postgres=self._postgres, schema=schema)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -610,12 +572,6 @@ class SQLStore:
 
 
 # --- queries --------------------------------------------------------------------------------
-
-
-def _describe(exc: SQLAlchemyError) -> str:
-    """The driver's message, without the SQL and bound parameters SQLAlchemy appends."""
-    orig = getattr(exc, "orig", None)
-    return f"{type(exc).__name__}: {orig if orig is not None else exc}".strip()
 
 
 class _KeyTaken(StoreError):

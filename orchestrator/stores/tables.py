@@ -21,8 +21,9 @@ from sqlmodel import Field, SQLModel
 
 from orchestrator.clock import ensure_utc
 
-#: Bump when the schema changes, and add an upgrade step in :mod:`orchestrator.stores.sql`.
-SCHEMA_VERSION = 4
+#: ``schema_meta.version``: the number of the head migration (:data:`.schema.HEAD`). A release
+#: before migrations refuses a database whose version is above its own.
+SCHEMA_VERSION = 5
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -218,13 +218,13 @@ def test_init_writes_a_config_that_runs_and_db_backup_copies_a_live_database(
     status = run("--config", str(config), "status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout) == []
     current = run("--config", str(config), "db", "current")
-    assert current.returncode == 0 and "schema version 4" in current.stdout
+    assert current.returncode == 0 and "revision 0005 (current)" in current.stdout
     copy = tmp_path / "backup.db"
     backed = run("--config", str(config), "db", "backup", str(copy))
     assert backed.returncode == 0, backed.stderr
     with sqlite3.connect(copy) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        assert conn.execute("SELECT version FROM schema_meta").fetchone()[0] == 4
+        assert conn.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0005"
     twice = run("--config", str(config), "db", "backup", str(copy))
     assert twice.returncode == 2 and "exists" in twice.stderr
 

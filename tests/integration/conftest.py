@@ -24,6 +24,17 @@ class SharedDatabase:
         self.opened += stores
         return stores
 
+    @property
+    def config_url(self) -> str:
+        """The URL a config file gives (PostgreSQL: the schema in the search path)."""
+        if self.schema is None:
+            return self.url
+        return f"{self.url}?options=-csearch_path%3D{self.schema}"
+
+    def engine(self) -> sa.Engine:
+        """An engine on the same tables, bypassing the store."""
+        return sa.create_engine(self.config_url)
+
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def shared_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SharedDatabase]:

@@ -41,6 +41,7 @@ from orchestrator.exceptions import (
     JobIdNotFound,
     JobKeyConflict,
     JobNotFound,
+    SchemaMismatch,
     StaleJob,
     StoreError,
 )
@@ -67,8 +68,10 @@ from orchestrator.stores.base import (
     TokenOwner,
 )
 from orchestrator.stores.memory import MemoryStore
+from orchestrator.stores.migrate import current, upgrade
+from orchestrator.stores.schema import ALEMBIC_VERSION
 from orchestrator.stores.sql import SQLStore
-from orchestrator.stores.tables import SCHEMA_META, SCHEMA_VERSION
+from orchestrator.stores.tables import SCHEMA_META
 
 S = JobState
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
@@ -889,13 +892,16 @@ def test_a_database_newer_than_the_code_is_refused(backend: Backend, store: SQLS
     assert reopened.get_job(job.id) == job  # reopening keeps the data and the schema
     reopened.close()
     engine = backend.raw_engine()
-    try:
+    try:  # a newer release migrated it to a revision this code does not have
         with engine.begin() as conn:
-            conn.execute(sa.update(SCHEMA_META).values(version=SCHEMA_VERSION + 1))
+            conn.execute(sa.update(ALEMBIC_VERSION).values(version_num="0099"))
     finally:
         engine.dispose()
-    with pytest.raises(StoreError, match="newer than this orchestrator"):
+    with pytest.raises(SchemaMismatch, match="newer than this orchestrator"):
         backend.open()
+    with pytest.raises(SchemaMismatch, match="revision 0099, newer"):
+        upgrade(backend.url, schema=backend.schema)  # and db upgrade leaves it alone
+    assert current(backend.url, schema=backend.schema).revision == "0099"
 
 
 def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
@@ -927,11 +933,15 @@ def test_a_schema_1_database_is_upgraded_with_attempts_derived_from_its_tokens(
             ):  # schema 3 and 4
                 conn.execute(sa.text(f"ALTER TABLE jobs DROP COLUMN {column}"))
             conn.execute(sa.text("ALTER TABLE events DROP COLUMN node"))  # schema 4
+            conn.execute(sa.text("DROP TABLE alembic_version"))  # before migrations
             conn.execute(sa.update(SCHEMA_META).values(version=1))
             # schema 1's `retry` put the job back in queued with submit_attempts = 0
             conn.execute(sa.text("UPDATE jobs SET submit_attempts = 0 WHERE key = 'retried'"))
     finally:
         engine.dispose()
+    with pytest.raises(SchemaMismatch, match=r"version 1 .* run `orchestrator db upgrade`"):
+        backend.open()
+    assert upgrade(backend.url, schema=backend.schema).changed
     upgraded = backend.open()
     try:
         assert upgraded.get_job(twice.id).attempt == 2
