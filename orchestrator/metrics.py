@@ -101,6 +101,12 @@ class Metrics:
             ["target", "outcome"],
             registry=r,
         )
+        self.wakes = Counter(
+            "orchestrator_wakes",
+            "Wake-ups between daemons on one PostgreSQL (LISTEN/NOTIFY) sent and heard",
+            ["direction"],
+            registry=r,
+        )
 
     def exposition(self) -> bytes:
         return bytes(generate_latest(self.registry))

@@ -3,7 +3,10 @@
 Due jobs come from the store's indexed ``next_poll_at`` (a lease makes each poll single-owner).
 A callback wakes a job through :meth:`Poller.poll_soon`: it is claimed and polled at once on
 the pool instead of waiting for the next tick, so the verified answer lands within one
-upstream round trip.
+upstream round trip. If the job's poll is in flight here, it runs again once that one ends.
+If another daemon holds the job's lease, ``relay`` hands the wake-up to the others (on
+PostgreSQL: NOTIFY, :mod:`orchestrator.stores.wakes`): the holder polls it again when its
+poll ends, instead of at its next tick.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class Poller:
         stop: threading.Event,
         batch: int = 200,
         committer: GroupCommitter | None = None,
+        relay: Callable[[int], None] | None = None,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
@@ -63,6 +67,8 @@ class Poller:
         self.batch = batch
         #: poll results share the daemon's group commit (one fsync per batch) when given
         self.committer = committer
+        #: a wake-up for a job another daemon holds goes to them through this
+        self.relay = relay
         self._inflight = InFlight(executor, "poll")
 
     def tick(self) -> int:
@@ -79,14 +85,18 @@ class Poller:
             self._inflight.start(job.id, functools.partial(self._poll, job))
         return len(jobs)
 
-    def poll_soon(self, job_id: int) -> None:
-        """A callback says this job moved: poll it now (on the pool, not the caller's thread)."""
+    def poll_soon(self, job_id: int, *, relayed: bool = False) -> None:
+        """A callback says this job moved: poll it now (on the pool, not the caller's thread).
+        ``relayed``: the wake-up came from another daemon (it is not relayed back)."""
         if not self.stop.is_set():
-            self._inflight.start(job_id, functools.partial(self._claim_and_poll, job_id))
+            work = functools.partial(self._claim_and_poll, job_id, relayed)
+            self._inflight.start(job_id, work, again=True)
 
-    def _claim_and_poll(self, job_id: int) -> None:
+    def _claim_and_poll(self, job_id: int, relayed: bool = False) -> None:
         job = self.store.claim_job(job_id, self.owner, self.clock(), self.lease_s)
-        if job is None:
+        if job is None:  # another daemon holds it
+            if self.relay is not None and not relayed:
+                self.relay(job_id)
             return
         if job.task_id is None or job.next_poll_at is None:
             self.store.release(job.id, self.owner)

@@ -55,6 +55,8 @@ from orchestrator.service import JobService
 from orchestrator.states import FINISHED, JobState
 from orchestrator.stores import open_store
 from orchestrator.stores.base import Store
+from orchestrator.stores.wakes import POLL as POLL_WAKE
+from orchestrator.stores.wakes import PostgresWakes
 from orchestrator.web.app import WebContext, create_app
 from orchestrator.web.callback_auth import CallbackAuth
 from orchestrator.web.server import BackgroundServer
@@ -120,6 +122,7 @@ class Daemon:
         self._scheduler: Any = None
         self._server: BackgroundServer | None = None
         self._ingest: GroupCommitter | None = None
+        self._wakes: PostgresWakes | None = None
         self._clients: list[httpx.Client] = []
         self._pools: list[ThreadPoolExecutor] = []
         self.parts: Parts | None = None
@@ -219,6 +222,14 @@ class Daemon:
             stop=self.stop_event,
             credits=CreditGuard(store, provider, s.credit_rules(), clock=self.clock),
         )
+        # several daemons on one PostgreSQL: a callback for a job another daemon holds is
+        # handed to them (LISTEN/NOTIFY); the database's due time stays the fallback
+        self._wakes = wakes = store.wakes(self.owner)
+
+        def relay(job_id: int) -> None:
+            if wakes is not None and wakes.publish(POLL_WAKE, job_id):
+                METRICS.wakes.labels("sent").inc()
+
         poller = Poller(
             store,
             reconciler,
@@ -236,6 +247,7 @@ class Daemon:
             stop=self.stop_event,
             batch=s.polling.batch,
             committer=self._ingest,
+            relay=relay if wakes is not None else None,
         )
         fetcher = Fetcher(
             downloads,
@@ -315,6 +327,15 @@ class Daemon:
     def start(self) -> None:
         s = self.settings
         self.parts = parts = self._build()
+        if self._wakes is not None:
+            poller = parts.poller
+
+            def heard(what: str, job_id: int) -> None:
+                METRICS.wakes.labels("heard").inc()
+                if what == POLL_WAKE:
+                    poller.poll_soon(job_id, relayed=True)
+
+            self._wakes.listen(heard)
         self.enqueue_config_jobs()
         assert self._ingest is not None
         self._ingest.start()
@@ -463,6 +484,9 @@ class Daemon:
         if self._ingest is not None:
             self._ingest.stop()  # commits what is queued: every 2xx given is stored
             self._ingest = None
+        if self._wakes is not None:
+            self._wakes.close()
+            self._wakes = None
         released = 0
         if self.parts is not None:
             released = self.parts.store.release_all(self.owner)

@@ -32,6 +32,7 @@ from orchestrator.domain import (
 )
 from orchestrator.durations import DurationSample
 from orchestrator.states import JobState
+from orchestrator.stores.wakes import PostgresWakes
 
 T = TypeVar("T")
 
@@ -89,6 +90,11 @@ class Store(Protocol):
     def database_now(self) -> datetime | None:
         """The database server's clock (PostgreSQL), or None where the host's clock is the
         one (SQLite, memory)."""
+        ...
+
+    def wakes(self, node: str) -> PostgresWakes | None:
+        """The channel to wake the other daemons on this database through (PostgreSQL:
+        LISTEN/NOTIFY), or None where one host is all there is (SQLite, memory)."""
         ...
 
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:

@@ -128,6 +128,9 @@ class MemoryStore:
     def database_now(self) -> datetime | None:
         return None
 
+    def wakes(self, node: str) -> None:
+        return None
+
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         now = ensure_utc(now)
         with self._lock:

@@ -103,6 +103,7 @@ from orchestrator.stores.tables import (
     NOTIFICATIONS,
     REPLAY_MEMORY,
 )
+from orchestrator.stores.wakes import PostgresWakes
 from orchestrator.stores.writes import apply_on
 
 __all__ = ["SQLStore"]
@@ -125,6 +126,7 @@ class SQLStore:
         #: who writes through this store (the daemon sets its id), recorded with each event
         self.node: str | None = None
         database = open_database(url, busy_timeout_s=busy_timeout_s, schema=schema)
+        self._url, self._schema = url, schema
         self._engine: Engine = database.engine
         self._postgres = database.postgres
         self._read_options: dict[str, Any] = database.read_options
@@ -191,6 +193,11 @@ class SQLStore:
         with self._read() as conn:
             value = conn.scalar(select(func.now()))
         return ensure_utc(value) if isinstance(value, datetime) else None
+
+    def wakes(self, node: str) -> PostgresWakes | None:
+        if not self._postgres:
+            return None
+        return PostgresWakes(self._url, node, schema=self._schema)
 
     def create_job(self, new: NewJob, now: datetime) -> tuple[Job, bool]:
         now = ensure_utc(now)

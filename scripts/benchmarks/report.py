@@ -278,3 +278,52 @@ def curve(results: dict[str, Any], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def cluster_markdown(results: dict[str, Any]) -> str:
+    """The cluster scenarios: 1, 2 and 3 daemons on one PostgreSQL schema."""
+    scenarios = results.get("scenarios", {})
+    lines: list[str] = []
+    healthy = scenarios.get("cluster-healthy")
+    if healthy:
+        one = healthy["systems"].get("orchestrator-1d", {})
+        lines += [
+            "",
+            f"Several daemons on one PostgreSQL, healthy callbacks handed to a random daemon by"
+            f" a loopback balancer ({healthy['jobs']} jobs each; scaled wall ms).",
+            "",
+            "| daemons | detection p50 ms | p99 ms | p99 over 1 daemon | requests/job |"
+            " wake-ups relayed | correct | twice |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, fig in healthy["systems"].items():
+            lines.append(
+                f"| {name} | {_fmt(fig.get('latency_ms_p50'), '{:.0f}')} |"
+                f" {_fmt(fig.get('latency_ms_p99'), '{:.0f}')} |"
+                f" {_ratio(fig.get('latency_ms_p99'), one.get('latency_ms_p99'))} |"
+                f" {_fmt(fig.get('requests_per_job'), '{:.2f}')} | {fig.get('wakes')} |"
+                f" {fig.get('correct')} | {fig.get('submitted_twice')} |"
+            )
+    for tag, sc in scenarios.items():
+        if not tag.startswith("cluster-scale-"):
+            continue
+        lines += [
+            "",
+            f"{sc['jobs']} in flight on 1, 2 and 3 daemons (30 s interval, no callbacks; CPU and"
+            " RSS summed over the daemons).",
+            "",
+            "| daemons | polls/s made | due | lateness p50 s | p99 s | CPU s | CPU ms/poll |"
+            " RSS MB |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, fig in sc["systems"].items():
+            lines.append(
+                f"| {name} | {_fmt(fig.get('polls_per_s'), '{:.0f}')} |"
+                f" {_fmt(fig.get('polls_per_s_due'), '{:.0f}')} |"
+                f" {_fmt(fig.get('lateness_s_p50'), '{:.2f}')} |"
+                f" {_fmt(fig.get('lateness_s_p99'), '{:.2f}')} |"
+                f" {_fmt(fig.get('cpu_s'), '{:.1f}')} |"
+                f" {_fmt(fig.get('cpu_ms_per_poll'), '{:.1f}')} |"
+                f" {_fmt(fig.get('peak_rss_mb'), '{:.0f}')} |"
+            )
+    return "\n".join(lines) + ("\n" if lines else "")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import socket
 import sys
 import tempfile
@@ -21,8 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from cluster import ClusterSystem
 from metrics import latency_figures, lateness_figures, pct, submits_by_system
-from report import adaptive_markdown, chart, curve, markdown
+from report import adaptive_markdown, chart, cluster_markdown, curve, markdown
 from systems import (
     ROOT,
     BaselineSystem,
@@ -90,6 +92,23 @@ def wait_until_done(systems: list[System], n: int, timeout: float) -> None:
         time.sleep(0.25)
 
 
+def wakes_sent(system: ClusterSystem) -> int:
+    """Wake-ups the daemons handed each other (their logs' ``wake`` counter is not kept, so
+    count what /metrics says on each node before it stops)."""
+    import httpx
+
+    total = 0
+    for node in system.nodes:
+        try:
+            text = httpx.get(f"http://127.0.0.1:{node.port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for line in text.splitlines():
+            if line.startswith('orchestrator_wakes_total{direction="sent"}'):
+                total += int(float(line.split()[-1]))
+    return total
+
+
 def submit_count(server: SandboxServer) -> int:
     """Submits in the sandbox ledger so far, without a snapshot (the bench runs in-process)."""
     ledger = server.engine.ledger
@@ -122,6 +141,12 @@ class Run:
         self.interval = 30.0 * self.scale
         self.baselines = [b for b in BASELINES if b not in args.skip]
         self.unavailable: dict[str, str] = {}
+        #: PostgreSQL for the cluster scenarios (the test database's URL unless told)
+        self.pg_url = os.environ.get("ORCHESTRATOR_BENCH_PG_URL") or os.environ.get(
+            "ORCHESTRATOR_TEST_PG_URL"
+        )
+        if self.pg_url is None:
+            self.unavailable["cluster"] = "set ORCHESTRATOR_BENCH_PG_URL (or _TEST_PG_URL)"
         if "celery" in self.baselines:
             reason = redis_available()
             if reason:
@@ -345,48 +370,127 @@ class Run:
                     "callbacks": True,
                 },
             )
-            for s in systems:
-                if isinstance(s, OrchestratorSystem):
-                    s.presubmit_on_start(threads=8, timeout_s=max(60, n / 50))
-            started = time.monotonic()
-            start_all(systems)
-            # bounded wait for every system's submits to land (a cheap count: a full ledger
-            # snapshot deep-copies every entry, under the sandbox's lock)
-            submit_deadline = time.monotonic() + max(60, n / 50)
-            while time.monotonic() < submit_deadline:
-                for s in systems:
-                    s.sample()
-                if submit_count(server) >= n * len(systems):
-                    break
-                time.sleep(0.5)
-            log(
-                f"{tag} {'+'.join(names)}: {submit_count(server)} submits in "
-                f"{time.monotonic() - started:.0f} s"
-            )
-            window_end = time.time() + interval * rounds + 2
-            while time.time() < window_end:
-                for s in systems:
-                    s.sample()
-                time.sleep(0.5)
-            ledger = server.ledger()
-            owned = submits_by_system(ledger, systems)
-            figures = {}
-            for s in systems:
-                s.sample()
-                fig = lateness_figures(ledger, owned[s.name], interval, window_end)
-                assert s.monitor is not None
-                fig["cpu_s"] = s.monitor.cpu_s
-                fig["peak_rss_mb"] = s.monitor.peak_rss / 1e6
-                figures[s.name] = fig
-                log(
-                    f"{tag} {s.name}: lateness p99 {fig['lateness_s_p99']} s, "
-                    f"{fig['polls_per_s']:.0f}/{fig['polls_per_s_due']:.0f} polls/s made/due, "
-                    f"submits over {fig['submit_span_s']:.1f} s, rss {fig['peak_rss_mb']:.0f} MB"
-                )
-            return figures
+            return self._measure_scale(tag, names, systems, server, n, rounds, interval)
         finally:
             stop_all(systems)
             server.stop()
+
+    def _measure_scale(
+        self,
+        tag: str,
+        names: list[str],
+        systems: list[System],
+        server: SandboxServer,
+        n: int,
+        rounds: int,
+        interval: float,
+    ) -> dict[str, Any]:
+        """Start ``systems`` with ``n`` jobs each, wait for the submits, then measure poll
+        lateness, polls made and CPU over ``rounds`` intervals."""
+        for s in systems:
+            if isinstance(s, OrchestratorSystem):
+                s.presubmit_on_start(threads=8, timeout_s=max(60, n / 50))
+        started = time.monotonic()
+        start_all(systems)
+        # bounded wait for every system's submits to land (a cheap count: a full ledger
+        # snapshot deep-copies every entry, under the sandbox's lock)
+        submit_deadline = time.monotonic() + max(60, n / 50)
+        while time.monotonic() < submit_deadline:
+            for s in systems:
+                s.sample()
+            if submit_count(server) >= n * len(systems):
+                break
+            time.sleep(0.5)
+        log(
+            f"{tag} {'+'.join(names)}: {submit_count(server)} submits in "
+            f"{time.monotonic() - started:.0f} s"
+        )
+        window_end = time.time() + interval * rounds + 2
+        while time.time() < window_end:
+            for s in systems:
+                s.sample()
+            time.sleep(0.5)
+        ledger = server.ledger()
+        owned = submits_by_system(ledger, systems)
+        figures = {}
+        for s in systems:
+            s.sample()
+            fig = lateness_figures(ledger, owned[s.name], interval, window_end)
+            assert s.monitor is not None
+            fig["cpu_s"] = s.monitor.cpu_s
+            fig["peak_rss_mb"] = s.monitor.peak_rss / 1e6
+            figures[s.name] = fig
+            log(
+                f"{tag} {s.name}: lateness p99 {fig['lateness_s_p99']} s, "
+                f"{fig['polls_per_s']:.0f}/{fig['polls_per_s_due']:.0f} polls/s made/due, "
+                f"submits over {fig['submit_span_s']:.1f} s, rss {fig['peak_rss_mb']:.0f} MB"
+            )
+        return figures
+
+    # --- several daemons on one PostgreSQL -------------------------------------------------
+
+    def cluster_systems(
+        self, tag: str, url: str, daemons: int, keys: list[str], seed: int, **orch: Any
+    ) -> ClusterSystem:
+        assert self.pg_url is not None
+        system = ClusterSystem(self.work / tag / f"{daemons}d", url, daemons=daemons,
+                               pg_url=self.pg_url, seed=seed, scale=self.scale, **orch)  # fmt: skip
+        system.record_on_start(keys)
+        return system
+
+    def cluster_latency(self, n: int, seed: int) -> None:
+        """Healthy callbacks through a balancer handing each to a random daemon, with 1, 2
+        and 3 daemons on one PostgreSQL schema (one cluster at a time, each on a fresh
+        sandbox with the same seed): the detection latency a cluster adds over one daemon."""
+        figures: dict[str, Any] = {}
+        for daemons in (1, 2, 3):
+            tag = f"cluster-healthy-{daemons}d"
+            keys = [f"{tag}-{i}" for i in range(n)]
+            server = sandbox("", self.scale, seed)
+            system = self.cluster_systems(tag, server.url, daemons, keys, seed,
+                                          interval_s=self.interval)  # fmt: skip
+            try:
+                start_all([system])
+                wait_until_done([system], n, 180 * self.scale + 8 * self.interval + 20)
+                ledger = server.ledger()
+                owned = submits_by_system(ledger, [system])
+                wakes = wakes_sent(system)
+                stop_all([system])
+                fig = latency_figures(ledger, system, keys, owned[system.name])
+                fig["wakes"] = wakes
+                figures[system.name] = fig
+                log(
+                    f"{tag}: detection p50 {fig['latency_ms_p50']} ms, p99 "
+                    f"{fig['latency_ms_p99']} ms, {fig['correct']}/{n} correct, "
+                    f"{system.balancer.forwarded} callbacks balanced, wakes {wakes}"
+                )
+            finally:
+                stop_all([system])
+                system.drop()
+                server.stop()
+        self.results["scenarios"]["cluster-healthy"] = {"jobs": n, "systems": figures}
+
+    def cluster_scale(self, n: int, seed: int) -> None:
+        """``n`` in-flight jobs on a cluster of 1, 2 and 3 daemons (no callbacks, a real 30 s
+        interval): polls per second made, lateness, CPU per poll summed over the daemons."""
+        figures: dict[str, Any] = {}
+        for daemons in (1, 2, 3):
+            tag = f"cluster-scale-{daemons}d"
+            keys = [f"{tag}-{i}" for i in range(n)]
+            server = sandbox("drop=1", 100.0, seed)
+            system = self.cluster_systems(tag, server.url, daemons, keys, seed, interval_s=30.0,
+                                          jitter=0.0, tick_s=None,
+                                          concurrency=self.args.poll_concurrency)  # fmt: skip
+            try:
+                got = self._measure_scale(tag, [system.name], [system], server, n, 1, 30.0)
+                fig = got[system.name]
+                fig["cpu_ms_per_poll"] = 1000 * fig["cpu_s"] / max(1, fig["polls"])
+                figures[system.name] = fig
+            finally:
+                stop_all([system])
+                system.drop()
+                server.stop()
+        self.results["scenarios"][f"cluster-scale-{n}"] = {"jobs": n, "systems": figures}
 
     def ingest(self, jobs: int, duration: float, seed: int) -> None:
         """Per system: 50 jobs in flight, then callbacks from two load processes. All systems
@@ -499,8 +603,9 @@ def main() -> int:
         "--only",
         action="append",
         default=[],
-        help="run only these scenarios (latency, chaos, scale, ingest, adaptive, lag); adaptive"
-        " runs with every callback dropped and with half of them",
+        help="run only these scenarios (latency, chaos, scale, ingest, adaptive, lag, cluster);"
+        " adaptive runs with every callback dropped and with half of them; cluster needs"
+        " PostgreSQL",
     )
     parser.add_argument(
         "--scale",
@@ -524,7 +629,7 @@ def main() -> int:
     out = args.out / stamp
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    only = set(args.only) or {"latency", "chaos", "scale", "ingest", "adaptive", "lag"}
+    only = set(args.only) or {"latency", "chaos", "scale", "ingest", "adaptive", "lag", "cluster"}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         run = Run(args, Path(tmp))
         for name, reason in run.unavailable.items():
@@ -546,12 +651,19 @@ def main() -> int:
                 run.adaptive(n, args.seed, "adaptive-drop-50", "drop=0.5")
             if "lag" in only:
                 run.lag(max(5, n // 4), args.seed)
+            if "cluster" in only and run.pg_url is not None:
+                run.cluster_latency(n, args.seed)
+                run.cluster_scale(500 if args.quick else 3000, args.seed)
         except KeyboardInterrupt:
             log("interrupted: writing what was measured")
         finally:
             run.results["elapsed_s"] = time.monotonic() - started
             (out / "results.json").write_text(json.dumps(run.results, indent=2))
-            table = markdown(run.results) + adaptive_markdown(run.results)
+            table = (
+                markdown(run.results)
+                + adaptive_markdown(run.results)
+                + cluster_markdown(run.results)
+            )
             (out / "results.md").write_text(table)
             with contextlib.suppress(Exception):
                 chart(run.results, out / "chart.png")

@@ -275,6 +275,22 @@ def test_poll_soon_polls_a_woken_job_at_once(rig: Rig) -> None:
     assert rig.job().state == S.SUCCEEDED and rig.upstream.fetched == ["t1"]
 
 
+def test_a_wake_up_for_a_job_another_daemon_holds_is_relayed_to_them(rig: Rig) -> None:
+    job = rig.pending()
+    assert rig.store.claim_job(job.id, "other-daemon", rig.clock(), 60) is not None
+    relayed: list[int] = []
+    poller = rig.poller()
+    poller.relay = relayed.append
+    poller.poll_soon(job.id)  # the callback reached us; the lease is theirs
+    assert relayed == [job.id] and rig.upstream.fetched == []
+    poller.poll_soon(job.id, relayed=True)  # one heard from another daemon is not sent back
+    assert relayed == [job.id]
+    rig.store.release(job.id, "other-daemon")
+    rig.upstream.reports["t1"] = success("t1")
+    poller.poll_soon(job.id, relayed=True)  # the holder: it polls
+    assert rig.job().state == S.SUCCEEDED and relayed == [job.id]
+
+
 # --- sweeper ---------------------------------------------------------------------------------
 
 
