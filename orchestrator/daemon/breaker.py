@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from orchestrator.clock import utcnow
 from orchestrator.exceptions import UpstreamError
 from orchestrator.logs import get_logger
 from orchestrator.stores.base import Store
@@ -178,9 +179,9 @@ class SharedBreaker(CircuitBreaker):
             return super().allow()
         if self._shared_blocks():
             return False
-        wall = self._wall()
 
-        def take_probe(value: dict[str, Any] | None) -> tuple[dict[str, Any], bool]:
+        def take_probe(value: dict[str, Any] | None, _: datetime) -> tuple[dict[str, Any], bool]:
+            wall = self._wall()  # under the record's lock, like every shared time
             value = dict(value or {})
             probe = value.get("probe_at")
             if isinstance(probe, int | float) and wall - probe < self.cooldown_s:
@@ -188,7 +189,7 @@ class SharedBreaker(CircuitBreaker):
             value["probe_at"] = wall
             return value, True
 
-        return self.store.update_account(self.shared_record, take_probe, datetime.now(UTC))
+        return self.store.update_account(self.shared_record, take_probe, utcnow)
 
     def success(self) -> None:
         was_open = self.is_open

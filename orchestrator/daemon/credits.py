@@ -84,24 +84,25 @@ class CreditGuard:
         """A submit went out (whatever its answer): it counts for the daily cap."""
         if self.rules.max_submits_per_day <= 0:
             return
-        now = self.clock()
 
-        def count(value: dict[str, Any] | None) -> tuple[dict[str, Any], None]:
+        def count(value: dict[str, Any] | None, now: datetime) -> tuple[dict[str, Any], None]:
             return counted(CreditState.from_json(value), now).to_json(), None
 
         # atomic across daemons: each one's submits count against the one daily cap
-        self.store.update_account(RECORD, count, now)
+        self.store.update_account(RECORD, count, self.clock)
 
     def out_of_credits(self, message: str) -> None:
         """The upstream refused a submit for credits: hold the queue until topped up."""
-        now = self.clock()
 
-        def refuse(value: dict[str, Any] | None) -> tuple[dict[str, Any], str | None]:
+        def refuse(
+            value: dict[str, Any] | None, now: datetime
+        ) -> tuple[dict[str, Any], str | None]:
             state = refused(CreditState.from_json(value), message)
             reason = hold(state, self.rules, now)
             return replace(state, hold=reason).to_json(), reason
 
-        reason = self.store.update_account(RECORD, refuse, now)
+        reason = self.store.update_account(RECORD, refuse, self.clock)
+        now = self.clock()
         with self._lock:
             self._held_until = now + timedelta(seconds=self.rules.check_s)
         log.warning("credit_hold", reason=reason)

@@ -115,27 +115,23 @@ class SharedWindow:
         return sorted(float(t) for t in times if float(t) > now - self.window_s)
 
     def try_acquire(self) -> float:
-        when = self._clock()
-        now = when.timestamp()
-
-        def take(value: dict[str, Any] | None) -> tuple[dict[str, Any], float]:
+        def take(value: dict[str, Any] | None, when: datetime) -> tuple[dict[str, Any], float]:
+            now = when.timestamp()
             times = self._live(value, now)
             if len(times) < self.limit:
                 return {"times": [*times, now]}, 0.0
             return {"times": times}, times[0] + self.window_s - now
 
-        return self.store.update_account(self.record, take, when)
+        return self.store.update_account(self.record, take, self._clock)
 
     def penalize(self, seconds: float) -> None:
-        when = self._clock()
-        now = when.timestamp()
-        until = now + seconds - self.window_s
-
-        def fill(value: dict[str, Any] | None) -> tuple[dict[str, Any], None]:
+        def fill(value: dict[str, Any] | None, when: datetime) -> tuple[dict[str, Any], None]:
+            now = when.timestamp()
+            until = now + seconds - self.window_s
             kept = [max(t, until) for t in self._live(value, now)[-self.limit :]]
             return {"times": [until] * (self.limit - len(kept)) + kept}, None
 
-        self.store.update_account(self.record, fill, when)
+        self.store.update_account(self.record, fill, self._clock)
 
     def available(self) -> int:
         now = self._clock().timestamp()
@@ -169,10 +165,11 @@ class SharedTokenBucket:
 
     def _take(self) -> tuple[int, float]:
         """Tokens taken from the shared bucket now, and (when none) seconds until one."""
-        when = self._clock()
-        now = when.timestamp()
 
-        def take(value: dict[str, Any] | None) -> tuple[dict[str, Any], tuple[int, float]]:
+        def take(
+            value: dict[str, Any] | None, when: datetime
+        ) -> tuple[dict[str, Any], tuple[int, float]]:
+            now = when.timestamp()
             value = value or {}
             tokens = float(value.get("tokens", self.burst))
             last = float(value.get("at", now))
@@ -182,7 +179,7 @@ class SharedTokenBucket:
             wait = 0.0 if n else (1.0 - tokens) / self.rate
             return {"tokens": tokens, "at": now}, (n, wait)
 
-        return self.store.update_account(self.record, take, when)
+        return self.store.update_account(self.record, take, self._clock)
 
     def acquire(self, stop: threading.Event, timeout_s: float = 30.0) -> bool:
         """Block until a token is available (False if ``stop`` is set or time runs out)."""

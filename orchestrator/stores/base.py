@@ -230,13 +230,15 @@ class Store(Protocol):
     def update_account(
         self,
         name: str,
-        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any], T]],
-        now: datetime,
+        change: Callable[[dict[str, Any] | None, datetime], tuple[dict[str, Any], T]],
+        clock: Callable[[], datetime],
     ) -> T:
         """Read, change and write the account record ``name`` atomically: no other writer of
         it (thread, process, daemon) runs in between (PostgreSQL: the row ``FOR UPDATE``;
-        SQLite: the write lock). ``change`` gets the value (None: none yet) and returns the new
-        value and what to return. The cluster-wide limits are built on this."""
+        SQLite: the write lock). ``change`` gets the value (None: none yet) and the time, read
+        from ``clock`` once the lock is held, and returns the new value and what to return.
+        The cluster-wide limits are built on this: a time read before the lock could be older
+        than a time another writer stored meanwhile, and a window would count it too early."""
         ...
 
     # --- the outbox (orchestrator.notifications) ---------------------------------------------

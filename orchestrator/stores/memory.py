@@ -395,12 +395,12 @@ class MemoryStore:
     def update_account(
         self,
         name: str,
-        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any], T]],
-        now: datetime,
+        change: Callable[[dict[str, Any] | None, datetime], tuple[dict[str, Any], T]],
+        clock: Callable[[], datetime],
     ) -> T:
         with self._lock:
             text = self._state.account.get(name)
-            value, result = change(None if text is None else dict(json.loads(text)))
+            value, result = change(None if text is None else dict(json.loads(text)), clock())
             self._state.account[name] = dumps(dict(value))
             return result
 

@@ -461,23 +461,23 @@ class SQLStore:
     def update_account(
         self,
         name: str,
-        change: Callable[[dict[str, Any] | None], tuple[dict[str, Any], T]],
-        now: datetime,
+        change: Callable[[dict[str, Any] | None, datetime], tuple[dict[str, Any], T]],
+        clock: Callable[[], datetime],
     ) -> T:
-        stamp = ensure_utc(now)
-        with self._write() as conn:
+        with self._write() as conn:  # SQLite: BEGIN IMMEDIATE holds the write lock from here
             query = select(ACCOUNT.c.value).where(ACCOUNT.c.name == name)
             if self._postgres:
                 # make the row exist, then lock it: concurrent daemons take turns here
                 conn.execute(
                     postgresql_insert(ACCOUNT)
-                    .values(name=name, value="null", updated_at=stamp)
+                    .values(name=name, value="null", updated_at=ensure_utc(clock()))
                     .on_conflict_do_nothing(index_elements=[ACCOUNT.c.name])
                 )
                 query = query.with_for_update()
             text = conn.scalar(query)
+            stamp = ensure_utc(clock())  # under the lock: no other writer is in between
             current = json.loads(text) if text is not None else None
-            value, result = change(current if isinstance(current, dict) else None)
+            value, result = change(current if isinstance(current, dict) else None, stamp)
             values = {"value": dumps(value), "updated_at": stamp}
             if text is None:
                 conn.execute(insert(ACCOUNT).values(name=name, **values))

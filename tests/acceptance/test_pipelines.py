@@ -130,7 +130,7 @@ def test_a_failing_parent_fails_its_descendants_and_submits_none(
     deployment: Deployment = deploy(
         sandbox.url, interval_s=1.0, jobs=pipeline("a piano piece FAIL_500")
     )
-    deployment.start_daemon()
+    daemon = deployment.start_daemon()
     below = {"video", "chorus", "chorus-wav"}
     jobs = wait_for(
         lambda: all_in(deployment, {"failed"}, {"song", *below}), 60, "the failure to spread"
@@ -143,10 +143,17 @@ def test_a_failing_parent_fails_its_descendants_and_submits_none(
     assert "'chorus'" in jobs["chorus-wav"]["error"]["message"]
     assert "video.0" not in jobs  # no children were made
     assert submits(sandbox.ledger()) == Counter({"/api/v1/generate": 1})
-    # retry of the parent makes the descendants eligible again (they wait once more)
+    # retry of the parent makes the descendants eligible again (they wait once more); the
+    # daemon is stopped first, or the retried parent may fail again before we look
+    daemon.send_signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0
     assert deployment.cli("retry", "song", check=True).returncode == 0
     again = by_key(deployment)
     assert {again[k]["state"] for k in below} == {"waiting"}
+    # and when the parent fails once more, so do they, still without a submit of their own
+    deployment.start_daemon()
+    wait_for(lambda: all_in(deployment, {"failed"}, {"song", *below}), 60, "the second failure")
+    assert submits(sandbox.ledger()) == Counter({"/api/v1/generate": 2})
 
 
 def test_a_sigkill_mid_pipeline_creates_every_child_once_and_pays_nothing_twice(

@@ -1027,6 +1027,42 @@ def test_account_records_are_written_and_replaced(store: SQLStore) -> None:
     assert store.account("other") == {"x": [1, 2]}
 
 
+def test_an_account_update_gets_a_time_read_under_its_lock(store: SQLStore) -> None:
+    # The cluster-wide limits store times in account records: a time read before the lock
+    # may be older than the one another writer stored meanwhile, and a window would then let
+    # one submit too many through. The store reads the clock once the record is locked.
+    store.set_account("window", {"n": 0}, T0)
+    holding, done = threading.Event(), threading.Event()
+    seen: dict[str, float] = {}
+    tick = iter(range(1, 1000))
+    clock_lock = threading.Lock()
+
+    def clock() -> datetime:  # a time that grows with every call, in call order
+        with clock_lock:
+            return T0 + timedelta(seconds=next(tick))
+
+    def first(value: dict[str, Any] | None, now: datetime) -> tuple[dict[str, Any], None]:
+        holding.set()
+        done.wait(0.5)  # the second writer starts, and must wait for this one
+        seen["first_done"] = clock().timestamp()
+        return {"n": 1}, None
+
+    def second(value: dict[str, Any] | None, now: datetime) -> tuple[dict[str, Any], None]:
+        seen["second_now"] = now.timestamp()
+        return {"n": (value or {})["n"] + 1}, None
+
+    thread = threading.Thread(target=lambda: store.update_account("window", first, clock))
+    thread.start()
+    assert holding.wait(10)
+    other = threading.Thread(target=lambda: store.update_account("window", second, clock))
+    other.start()
+    done.set()
+    thread.join(10)
+    other.join(10)
+    assert store.account("window") == {"n": 2}
+    assert seen["second_now"] > seen["first_done"], "the time was read before the lock"
+
+
 # --- the outbox ------------------------------------------------------------------------------
 
 
