@@ -43,9 +43,15 @@ class JobError:
     stage: str  #: "submit" | "upstream" | "download" | "deadline" | "operator" | "dependency"
     code: int | str | None
     message: str
+    #: a submit answered with an error that may hide a created task (5xx, maintenance): the
+    #: process waiting for that attempt's callback, the one that may send the retry
+    watcher: str | None = None
 
     def to_json(self) -> JSON:
-        return {"stage": self.stage, "code": self.code, "message": self.message}
+        out: JSON = {"stage": self.stage, "code": self.code, "message": self.message}
+        if self.watcher is not None:
+            out["watcher"] = self.watcher
+        return out
 
 
 @dataclass(frozen=True)

@@ -321,6 +321,24 @@ def _submit_started(job: Job, obs: Observation, now: datetime, policy: Policy) -
     assert isinstance(obs, SubmitStarted)
     if job.state != S.QUEUED:
         return None
+    watcher = job.error.watcher if _sent_and_waiting(job) and job.error else None
+    if watcher is not None and obs.by is not None and watcher != obs.by:
+        # The last answer may hide a created task, and only its callback can tell. The process
+        # that waited for it is gone (its hold on the job lapsed, or it stopped): the callback
+        # may have gone to it. Resending could pay twice; a late callback still resolves this.
+        return Transition(
+            S.UNCERTAIN,
+            {
+                "not_before": None,
+                "error": JobError(
+                    "submit",
+                    job.error.code if job.error else None,
+                    f"outcome unknown: the answer to attempt {job.submit_attempts} may hide a"
+                    f" created task, and {watcher}, which waited for its callback, stopped",
+                ),
+            },
+            "retry refused: the attempt's callback may have gone to a stopped process",
+        )
     return Transition(
         S.SUBMITTING,
         {
@@ -425,9 +443,10 @@ def _submit_failed(job: Job, obs: Observation, now: datetime, policy: Policy) ->
             S.QUEUED,
             {
                 "not_before": _after(now, delay),
-                "error": JobError("submit", obs.code, obs.message),
+                "error": JobError("submit", obs.code, obs.message, obs.watcher),
             },
-            f"retryable submit error, retry in {delay:.1f}s",
+            f"retryable submit error, retry in {delay:.1f}s"
+            + (" (by this process, once its callback had time to prove it)" if obs.watcher else ""),
         )
     why = "final submit error" if not obs.retryable else "submit attempts exhausted"
     return _finish(S.FAILED, now, why, error=JobError("submit", obs.code, obs.message))

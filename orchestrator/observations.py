@@ -97,6 +97,8 @@ class SubmitStarted(Observation):
     source: ClassVar[str] = "submitter"
     name: ClassVar[str] = "submit_started"
     token_hash: str = field(repr=False)
+    #: the process about to send (a retry whose proof another process waited for is refused)
+    by: str | None = None
 
     def payload(self) -> dict[str, Any]:
         return {}  # the token hash stays in its own table
@@ -129,6 +131,9 @@ class SubmitFailed(Observation):
     #: the account cannot pay (nothing was created): back to `queued`, the attempt not
     #: counted, while the credit guard holds the queue
     no_credits: bool = False
+    #: the upstream answered with an error that may hide a created task (5xx, maintenance):
+    #: the process that waits for the attempt's callback (only it may send the retry)
+    watcher: str | None = None
 
 
 @dataclass(frozen=True)

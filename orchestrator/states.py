@@ -45,7 +45,9 @@ EDGES: dict[JobState, frozenset[JobState]] = {
     S.WAITING: frozenset({S.QUEUED, S.COMPLETED, S.FAILED, S.CANCELLED}),
     # queued -> pending: the attempt sent before (a retryable error, or `resubmit` of an
     # uncertain job) proves accepted by its callback or a late answer; the resubmit is off
-    S.QUEUED: frozenset({S.SUBMITTING, S.PENDING, S.CANCELLED}),
+    # queued -> uncertain: a retry whose proof (the attempt's callback) another process waited
+    # for, and that process stopped
+    S.QUEUED: frozenset({S.SUBMITTING, S.PENDING, S.UNCERTAIN, S.CANCELLED}),
     S.SUBMITTING: frozenset({S.PENDING, S.FAILED, S.QUEUED, S.UNCERTAIN, S.CANCELLED}),
     # uncertain -> queued also when the lost worker's late answer says "not created, retry"
     S.UNCERTAIN: frozenset({S.PENDING, S.QUEUED, S.FAILED, S.CANCELLED}),

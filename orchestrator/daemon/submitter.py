@@ -4,6 +4,13 @@ Order of writes (docs/durability.md): the job moves to `submitting` together wit
 attempt's callback token hash BEFORE the request goes out; the taskId is recorded as soon as
 the answer arrives. A crash in between leaves `submitting` with an expiring lease, which the
 sweeper turns into `uncertain`: never a silent resubmit.
+
+An answer that may hide a created task (5xx, maintenance: the upstream sometimes creates the
+task and answers an error anyway) is retried only by the process that sent it, which holds
+the job's lease until the retry is due: that attempt's callback, which proves the task exists
+and calls the retry off, is addressed to it. If that process stops first, the lease lapses
+and whoever takes the job finds the proof may have gone to a stopped process: the job goes
+`uncertain` instead of being sent again (the machine's rule, on ``SubmitStarted.by``).
 """
 
 from __future__ import annotations
@@ -65,6 +72,8 @@ class Submitter:
         self.stop = stop
         self.batch = batch
         self.credits = credits
+        #: jobs this process holds until their retry is due (job id -> due), see the docstring
+        self._held: dict[int, datetime] = {}
 
     def tick(self) -> int:
         """Claim what the rate limit allows now and submit it. Returns how many were sent."""
@@ -74,7 +83,12 @@ class Submitter:
         room = self.breaker.room(min(self.batch, self.limiter.available()))
         if room <= 0:
             return 0
-        claimed = self.store.claim(SUBMIT, self.owner, self.clock(), self.lease_s, room)
+        claimed = self._due_held(room)
+        if len(claimed) < room:
+            more = self.store.claim(
+                SUBMIT, self.owner, self.clock(), self.lease_s, room - len(claimed)
+            )
+            claimed += more
         if not claimed:
             return 0
         # the balance is read only when there is something to pay for
@@ -87,6 +101,34 @@ class Submitter:
             sent += self.submit_one(job)
         return sent
 
+    def _due_held(self, room: int) -> list[Job]:
+        """The held jobs whose retry is due, re-claimed (the batch claim skips held leases);
+        a held job that left `queued` (its callback proved the attempt) is let go."""
+        now = self.clock()
+        due: list[Job] = []
+        for job_id, at in sorted(self._held.items(), key=lambda item: item[1]):
+            if at > now or len(due) >= room:
+                continue
+            del self._held[job_id]
+            job = self.store.claim_job(job_id, self.owner, now, self.lease_s)
+            if job is None:
+                continue  # the hold lapsed and another process took it
+            if job.state == JobState.QUEUED and job.not_before is not None and job.not_before > now:
+                self._hold(job)
+            elif job.state == JobState.QUEUED:
+                due.append(job)
+            else:
+                self.store.release(job.id, self.owner)
+        return due
+
+    def _hold(self, job: Job) -> None:
+        """Keep the lease of a job whose retry only this process may send, until it is due."""
+        now = self.clock()
+        due = job.not_before or now
+        hold_s = max(0.0, (due - now).total_seconds()) + self.lease_s
+        if self.store.claim_job(job.id, self.owner, now, hold_s) is not None:
+            self._held[job.id] = due
+
     def submit_one(self, job: Job) -> int:
         wait = self.limiter.try_acquire()
         # the breaker's permit last: a half-open probe taken and then not sent would keep the
@@ -95,7 +137,9 @@ class Submitter:
             self.store.release(job.id, self.owner)
             return 0
         token, token_hash = new_token()
-        started = self.reconciler.observe(job, SubmitStarted(token_hash=token_hash), self.clock())
+        started = self.reconciler.observe(
+            job, SubmitStarted(token_hash=token_hash, by=self.owner), self.clock()
+        )
         if started.transition is None or started.job.state != JobState.SUBMITTING:
             self.store.release(job.id, self.owner)
             return 0
@@ -130,7 +174,12 @@ class Submitter:
         except UpstreamTransient as exc:
             METRICS.submits.labels("retryable").inc()
             self.breaker.record(exc)
-            self._observe(job, SubmitFailed(True, exc.message, exc.code, attempt=attempt))
+            # an answer (not a request that never arrived) may hide a created task
+            watcher = self.owner if exc.http_status is not None else None
+            failed = SubmitFailed(True, exc.message, exc.code, attempt=attempt, watcher=watcher)
+            outcome = self._observe(job, failed)
+            if outcome is not None and outcome.state == JobState.QUEUED and watcher:
+                self._hold(outcome)
         except UpstreamRejected as exc:
             METRICS.submits.labels("rejected").inc()
             self.breaker.record(exc)
@@ -152,5 +201,6 @@ class Submitter:
 
     def _observe(
         self, job: Job, observation: SubmitAccepted | SubmitFailed | SubmitUnknown
-    ) -> None:
-        self.reconciler.observe(job, observation, self.clock(), release_owner=self.owner)
+    ) -> Job | None:
+        outcome = self.reconciler.observe(job, observation, self.clock(), release_owner=self.owner)
+        return outcome.job if outcome.transition is not None else None

@@ -65,7 +65,9 @@ def job_from_row(row: RowMapping, artifacts: tuple[Artifact, ...]) -> Job:
     values["template"] = json.loads(row["template"]) if row["template"] is not None else None
     error = json.loads(row["error"]) if row["error"] is not None else None
     values["error"] = (
-        JobError(error["stage"], error.get("code"), error["message"]) if error else None
+        JobError(error["stage"], error.get("code"), error["message"], error.get("watcher"))
+        if error
+        else None
     )
     return Job(**values, artifacts=artifacts)
 

@@ -16,7 +16,9 @@ After every step:
   an operator (`retry`, `resolve --resubmit`) or by the `resubmit` policy, or that task's
   submit was answered with an error and none of its callbacks had been acknowledged before
   the first resend after it (the upstream said "not created", and nothing proved otherwise
-  in time);
+  in time), and the resend came from the same daemon process that got the answer (a
+  restarted or another process cannot know whether that attempt's callback went to the
+  stopped one);
 * a job's task_id, when set, is the task of its current attempt;
 * every pollable job that was just polled has its next poll in the future (or none), and a
   pending or running job always has a next poll;
@@ -135,6 +137,8 @@ class ModelTask:
     acked_at: datetime | None = None
     #: decided at the first send after this task: was resending excusable then?
     resend_excused: bool | None = None
+    #: the daemon process (generation) that sent the submit and got its answer
+    generation: int = 0
 
     def report(self, level: int) -> UpstreamReport:
         if level < 0:
@@ -182,8 +186,9 @@ class ModelUpstream:
         if creates:
             self.counter += 1
             task = ModelTask(
-                f"task{self.counter:04d}", owner.job.key, owner.attempt, token, answer=outcome
-            )
+                f"task{self.counter:04d}", owner.job.key, owner.attempt, token, answer=outcome,
+                generation=self.machine.generation,
+            )  # fmt: skip
             self.tasks[task.task_id] = task
         self.machine.check_resend(owner.job.key, task)
         self.sends.append(Send(owner.job.key, owner.attempt, task, self.machine.now))
@@ -299,12 +304,19 @@ class NeverPayTwice(RuleBasedStateMachine):
             # judged once, at the first send after the task: the upstream answered "not
             # created" (5xx) and nothing had proved otherwise yet. A proof that comes later
             # belongs to a superseded attempt and rightly changes nothing.
-            last.task.resend_excused = last.task.answer == "5xx" and last.task.acked_at is None
+            # Only the process that got the answer can know no callback proved it since: one
+            # sent while it was stopping could be lost with it.
+            last.task.resend_excused = (
+                last.task.answer == "5xx"
+                and last.task.acked_at is None
+                and last.task.generation == self.generation
+            )
         if not last.task.resend_excused:
             self.violations.append(
                 f"job {job_key}: sent again (attempt after {last.attempt}) although task "
                 f"{last.task.task_id} (answer {last.task.answer!r}, acked "
-                f"{last.task.acked_at}) exists and nobody authorised a resend"
+                f"{last.task.acked_at}, answered to daemon {last.task.generation}, resent by "
+                f"{self.generation}) exists and nobody authorised a resend"
             )
 
     def authorise(self, job_key: str) -> None:
@@ -586,3 +598,28 @@ NeverPayTwice.TestCase.settings = settings(
     phases=ALL_PHASES if os.environ.get("ORCHESTRATOR_MODELCHECK_SHRINK") else NO_SHRINK,
 )
 TestNeverPayTwice = NeverPayTwice.TestCase
+
+
+def test_a_resend_after_a_5xx_answered_to_a_stopped_process_is_refused() -> None:
+    # the interleaving behind a cluster's paid-twice (found by the 3-daemon chaos run): the
+    # process that got the 5xx dies before the retry, so the attempt's callback, addressed to
+    # it, may be lost with it; whoever takes the job next must not send it again
+    model = NeverPayTwice()
+    try:
+        model.configure("hold", "verify")
+        model.submit(0, "5xx", False)
+        model.restart()
+        for seconds in (3, 10, 45, 130):
+            model.time_passes(seconds)
+            model.submit(0, "ok", False)
+            model.nothing_paid_twice()
+        job = model._job("job0")
+        assert job.state == S.UNCERTAIN, job
+        assert "stopped" in (job.error.message if job.error else "")
+        # its callback still resolves it: the task the 5xx hid is tracked, nothing paid again
+        task = next(iter(model.upstream.tasks.values()))
+        assert model.deliver(task, U.TEXT_SUCCESS) == 200
+        assert model._job("job0").state == S.PENDING
+        assert model._job("job0").task_id == task.task_id
+    finally:
+        model.teardown()

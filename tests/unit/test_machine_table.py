@@ -940,3 +940,46 @@ def test_apply_moves_state_since_only_on_a_change_of_state() -> None:
     assert same.state_since == T0 and same.updated_at == NOW
     moved = fold(job, Polled(report(U.SUCCESS)))
     assert moved.state_since == NOW
+
+
+# --- a retry whose proof another process waited for ------------------------------------------
+
+
+def test_an_answer_that_may_hide_a_task_names_the_process_that_waits_for_its_proof() -> None:
+    failed = SubmitFailed(True, "HTTP 500", 500, attempt=1, watcher="node-a")
+    t = decide(job_in(S.SUBMITTING, submit_attempts=1, attempt=1), failed, NOW, POLICY)
+    assert t is not None and t.to_state == S.QUEUED
+    assert t.changes["error"] == JobError("submit", 500, "HTTP 500", "node-a")
+    assert JobError("submit", 500, "HTTP 500", "node-a").to_json()["watcher"] == "node-a"
+    assert "watcher" not in JobError("submit", 500, "HTTP 500").to_json()
+
+
+@pytest.mark.parametrize(
+    ("watcher", "by", "to"),
+    [
+        ("node-a", "node-a", S.SUBMITTING),  # the process that waited sends its retry
+        ("node-a", "node-b", S.UNCERTAIN),  # it stopped: its proof may be lost with it
+        (None, "node-b", S.SUBMITTING),  # nothing created for sure (refused, not answered)
+        ("node-a", None, S.SUBMITTING),  # a caller that names no process (tests, tools)
+    ],
+)
+def test_only_the_waiting_process_may_send_the_retry(
+    watcher: str | None, by: str | None, to: JobState
+) -> None:
+    waiting = job_in(
+        S.QUEUED,
+        submit_attempts=1,
+        attempt=1,
+        error=JobError("submit", 500, "HTTP 500", watcher),
+        not_before=NOW,
+    )
+    t = decide(waiting, SubmitStarted(token_hash="h", by=by), NOW, POLICY)
+    assert t is not None and t.to_state == to
+    if to == S.UNCERTAIN:
+        assert t.changes["error"].stage == "submit" and "node-a" in t.changes["error"].message
+        assert is_allowed(S.QUEUED, S.UNCERTAIN)
+    # a fresh job (no attempt sent yet) is never refused, whoever sends it
+    fresh = job_in(S.QUEUED, error=JobError("submit", 500, "old", watcher))
+    assert decide(fresh, SubmitStarted(token_hash="h", by=by), NOW, POLICY).to_state in (
+        S.SUBMITTING,
+    )

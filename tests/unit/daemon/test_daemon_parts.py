@@ -108,12 +108,14 @@ class Rig:
         job, _ = self.store.create_job(NewJob(key, "generate_music", SONG, "sunoapi"), self.clock())
         return job
 
-    def submitter(self, breaker: CircuitBreaker | None = None, limit: int = 100) -> Submitter:
+    def submitter(
+        self, breaker: CircuitBreaker | None = None, limit: int = 100, owner: str = "submitter"
+    ) -> Submitter:
         return Submitter(
             self.store,
             self.reconciler,
             self.upstream,  # type: ignore[arg-type]
-            owner="submitter",
+            owner=owner,
             public_url="http://127.0.0.1:8787",
             limiter=SlidingWindow(limit, 10.0),
             breaker=breaker or CircuitBreaker("test"),
@@ -454,3 +456,43 @@ def test_a_lost_compare_and_set_is_decided_again_on_the_fresh_job(
     assert (outcome.job.state, outcome.job.task_id) == (S.CANCELLED, "task-9")
     types = [e.type for e in rig.store.events(job.id)]
     assert types == ["created", "submit_started", "cancel_requested", "submit_accepted"]
+
+
+def test_a_5xx_answer_is_retried_only_by_the_process_that_got_it(rig: Rig) -> None:
+    # the upstream may have created the task anyway; its callback goes to the process that
+    # sent the attempt, which holds the job until the retry is due
+    a, b = rig.submitter(owner="node-a"), rig.submitter(owner="node-b")
+    rig.queue()
+    rig.upstream.answers = [UpstreamUnavailable("HTTP 500", http_status=500), "t-2"]
+    assert a.tick() == 1
+    job = rig.job()
+    assert job.state == S.QUEUED and job.error is not None and job.error.watcher == "node-a"
+    rig.later(3)  # the retry is due
+    assert b.tick() == 0 and len(rig.upstream.submitted) == 1  # node-a holds it
+    assert a.tick() == 1
+    assert rig.job().state == S.PENDING and rig.job().task_id == "t-2"
+
+
+def test_a_5xx_answer_whose_process_stopped_makes_the_job_uncertain_not_resent(rig: Rig) -> None:
+    a, b = rig.submitter(owner="node-a"), rig.submitter(owner="node-b")
+    rig.queue()
+    rig.upstream.answers = [UpstreamUnavailable("HTTP 500", http_status=500)]
+    assert a.tick() == 1
+    del a  # node-a dies: its hold lapses after the retry's due time plus lease_s
+    rig.later(3)
+    assert b.tick() == 0 and rig.job().state == S.QUEUED
+    rig.later(61)
+    assert b.tick() == 0
+    job = rig.job()
+    assert job.state == S.UNCERTAIN and job.error is not None and "node-a" in job.error.message
+    assert len(rig.upstream.submitted) == 1  # never sent twice
+
+
+def test_a_request_that_never_arrived_may_be_retried_by_any_process(rig: Rig) -> None:
+    a, b = rig.submitter(owner="node-a"), rig.submitter(owner="node-b")
+    rig.queue()
+    rig.upstream.answers = [UpstreamUnavailable("connection refused"), "t-2"]
+    assert a.tick() == 1
+    assert rig.job().error is not None and rig.job().error.watcher is None  # type: ignore[union-attr]
+    rig.later(3)
+    assert b.tick() == 1 and rig.job().task_id == "t-2"
