@@ -321,8 +321,8 @@ def _submit_started(job: Job, obs: Observation, now: datetime, policy: Policy) -
     assert isinstance(obs, SubmitStarted)
     if job.state != S.QUEUED:
         return None
-    watcher = job.error.watcher if _sent_and_waiting(job) and job.error else None
-    if watcher is not None and obs.by is not None and watcher != obs.by:
+    last = job.error if _sent_and_waiting(job) else None
+    if last is not None and last.watcher and obs.by is not None and last.watcher != obs.by:
         # The last answer may hide a created task, and only its callback can tell. The process
         # that waited for it is gone (its hold on the job lapsed, or it stopped): the callback
         # may have gone to it. Resending could pay twice; a late callback still resolves this.
@@ -332,9 +332,9 @@ def _submit_started(job: Job, obs: Observation, now: datetime, policy: Policy) -
                 "not_before": None,
                 "error": JobError(
                     "submit",
-                    job.error.code if job.error else None,
+                    last.code,
                     f"outcome unknown: the answer to attempt {job.submit_attempts} may hide a"
-                    f" created task, and {watcher}, which waited for its callback, stopped",
+                    f" created task, and {last.watcher}, which waited for its callback, stopped",
                 ),
             },
             "retry refused: the attempt's callback may have gone to a stopped process",

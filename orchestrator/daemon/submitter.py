@@ -108,7 +108,7 @@ class Submitter:
         due: list[Job] = []
         for job_id, at in sorted(self._held.items(), key=lambda item: item[1]):
             if at > now or len(due) >= room:
-                continue
+                break  # earliest due first: the rest are later
             del self._held[job_id]
             job = self.store.claim_job(job_id, self.owner, now, self.lease_s)
             if job is None:
