@@ -38,7 +38,9 @@ def _tokens(ledger: dict[str, Any]) -> list[str]:
 
 
 def test_signed_callbacks_forgeries_and_no_secret_anywhere(start_sandbox: Any, deploy: Any) -> None:
-    sandbox = start_sandbox(profile="kie", api_key=API_KEY, hmac_key=HMAC_KEY, time_scale=0.05)
+    # 0.1: a song takes 6-18 s, so the forged "complete" is verified while the victim is still
+    # running (at 0.05 a loaded machine's CLI calls could let it finish first: no contradiction)
+    sandbox = start_sandbox(profile="kie", api_key=API_KEY, hmac_key=HMAC_KEY, time_scale=0.1)
     deployment = _kie_deployment(deploy, sandbox.url)
     deployment.start_daemon({"ORCHESTRATOR_TEST_API_KEY": API_KEY, HMAC_ENV: HMAC_KEY})
     submit_song(deployment, "victim")
