@@ -103,14 +103,17 @@ class Reconciler:
         """Fold several observations in ONE transaction (group commit: one fsync for all).
 
         Each job is read inside the transaction, so observations of the same job in one batch
-        see each other. Nothing is reported (logs, wake-ups) until the batch has committed;
-        if the transaction fails, nothing of the batch is written and the error propagates.
+        see each other: the batch's jobs are read at once (one round trip, not one per
+        observation), and a job is read again once the batch has written it or lost a race
+        for it. Nothing is reported (logs, wake-ups) until the batch has committed; if the
+        transaction fails, nothing of the batch is written and the error propagates.
         """
         outcomes: list[Outcome] = []
         with self.store.unit_of_work() as unit:
+            unread = unit.get_jobs([item.job_id for item in items])
             for item in items:
                 for _ in range(MAX_RACES):
-                    current = unit.get_job(item.job_id)
+                    current = unread.pop(item.job_id, None) or unit.get_job(item.job_id)
                     try:
                         transition, stored = self._step(
                             unit.apply,

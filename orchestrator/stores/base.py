@@ -67,6 +67,11 @@ class UnitOfWork(Protocol):
         """The job as of this transaction; :class:`JobIdNotFound` if there is none."""
         ...
 
+    def get_jobs(self, job_ids: Sequence[int]) -> dict[int, Job]:
+        """The jobs as of this transaction, by id, in one read (ids with no job are left
+        out): a batch reads its jobs at once instead of one round trip each."""
+        ...
+
     def apply(
         self,
         job: Job,

@@ -662,6 +662,10 @@ class _MemoryUnit:
     def get_job(self, job_id: int) -> Job:
         return self._store._get(self._store._state, job_id)
 
+    def get_jobs(self, job_ids: Sequence[int]) -> dict[int, Job]:
+        jobs = (self._store._state.jobs.get(job_id) for job_id in set(job_ids))
+        return {job.id: job for job in jobs if job is not None}
+
     def apply(
         self,
         job: Job,

@@ -84,6 +84,7 @@ from orchestrator.stores.records import (
     same_job,
 )
 from orchestrator.stores.rows import (
+    CHUNK,
     event_from_row,
     job_from_row,
     job_values,
@@ -597,6 +598,14 @@ class _SQLUnit:
         if job is None:
             raise JobIdNotFound(job_id)
         return job
+
+    def get_jobs(self, job_ids: Sequence[int]) -> dict[int, Job]:
+        ids = sorted(set(job_ids))
+        rows: list[RowMapping] = []
+        for start in range(0, len(ids), CHUNK):
+            query = select(JOBS).where(J.id.in_(ids[start : start + CHUNK]))
+            rows += self._conn.execute(query).mappings().all()
+        return {job.id: job for job in jobs_with_artifacts(self._conn, rows)}
 
     def apply(
         self,

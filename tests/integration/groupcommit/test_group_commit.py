@@ -61,6 +61,18 @@ def test_every_acknowledged_callback_is_stored_and_batches_form(store: SQLStore)
     assert sum(store.get_job(j.id).callbacks for j in jobs) == 160
 
 
+def test_a_batch_reads_its_jobs_at_once_and_sees_its_own_writes(store: SQLStore) -> None:
+    a, b = (
+        store.create_job(NewJob(key, "generate_music", SONG, "sunoapi"), NOW)[0]
+        for key in ("a", "b")
+    )
+    items = [Pending(a.id, _callback(), NOW), Pending(b.id, _callback(), NOW)]
+    outcomes = Reconciler(store).observe_many([*items, Pending(a.id, _callback(), NOW)])
+    # the second observation of a is decided on the job the first one wrote
+    assert [o.job.version for o in outcomes] == [a.version + 1, b.version + 1, a.version + 2]
+    assert store.get_job(a.id).callbacks == 2 and store.get_job(b.id).callbacks == 1
+
+
 def test_one_bad_item_fails_alone(store: SQLStore) -> None:
     job, _ = store.create_job(NewJob("ok", "generate_music", SONG, "sunoapi"), NOW)
     writer = GroupCommitter(Reconciler(store))

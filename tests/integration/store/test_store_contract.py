@@ -525,6 +525,19 @@ def test_a_unit_of_work_commits_several_applies_at_once(store: SQLStore) -> None
     assert len(store.events(a.id)) == events_before + 2
 
 
+def test_a_unit_of_work_reads_many_jobs_at_once_as_one_by_one(store: SQLStore) -> None:
+    a, b = make(store, "a", state=S.RUNNING, task_id="ta"), make(store, "b", state=S.RUNNING)
+    event = NewEvent("callback", "callback_received", {})
+    with store.unit_of_work() as unit:
+        unit.apply(unit.get_job(b.id), {"polls": 3}, event, T0)
+        got = unit.get_jobs([a.id, b.id, a.id, 10_000])  # a twice, an id with no job
+        assert sorted(got) == [a.id, b.id]
+        assert got[a.id] == unit.get_job(a.id) == store.get_job(a.id)
+        assert got[b.id] == unit.get_job(b.id)  # its own write, seen
+        assert got[b.id].polls == 3
+        assert unit.get_jobs([]) == {}
+
+
 def test_a_unit_of_work_that_fails_writes_nothing(store: SQLStore) -> None:
     a = make(store, "a", state=S.RUNNING, task_id="ta")
     before = (store.get_job(a.id), store.events(a.id))
