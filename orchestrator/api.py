@@ -13,6 +13,7 @@ It writes to the same database as the daemon; the daemon (``orchestrator run``) 
 
 from __future__ import annotations
 
+import builtins
 import os
 import socket
 import time
@@ -29,7 +30,7 @@ from orchestrator.domain import Event, Job, Notification, NotificationState
 from orchestrator.exceptions import UsageError
 from orchestrator.notifications import PING, Target, body_of, new_webhook_id
 from orchestrator.observations import Resolution
-from orchestrator.service import JobDetail, JobService
+from orchestrator.service import JobDetail, JobService, children_index, tree_json
 from orchestrator.states import FINISHED, JobState
 from orchestrator.stores import open_store
 from orchestrator.stores.base import Store
@@ -88,6 +89,16 @@ class Orchestrator:
     def list(self, *, state: str | JobState | None = None, kind: str | None = None) -> list[Job]:
         states = [JobState(state)] if state else None
         return self.service.list(states=states, kind=kind)
+
+    def status_json(
+        self, *, state: str | JobState | None = None, kind: str | None = None
+    ) -> builtins.list[dict[str, Any]]:
+        """What ``orchestrator status --json`` prints: the jobs (filtered) as job JSON, each
+        with its children (from every job, not only the listed ones) and its ``held``."""
+        jobs = self.list(state=state, kind=kind)
+        index = children_index(self.list() if state or kind else jobs)
+        hold = self.service.hold()
+        return [tree_json(job, index, hold) for job in jobs]
 
     def wait(
         self,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from orchestrator.clock import utcnow
+from orchestrator.clock import isoformat, utcnow
 from orchestrator.config import validate_job_key
 from orchestrator.credits import RECORD as CREDITS_RECORD
 from orchestrator.domain import (
@@ -141,6 +141,25 @@ class JobDetail:
             notification_json(n, attempts) for n, attempts in self.notifications
         ]
         return body
+
+    def show_json(self) -> dict[str, Any]:
+        """What ``orchestrator show --json`` prints: :meth:`to_json` with the event log."""
+        body = self.to_json()
+        body["events"] = [event_json(e) for e in self.events]
+        return body
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """One event of ``show --json``."""
+    return {
+        "at": isoformat(event.at),
+        "source": event.source,
+        "type": event.type,
+        "from_state": event.from_state.value if event.from_state else None,
+        "to_state": event.to_state.value if event.to_state else None,
+        "note": event.note,
+        "node": event.node,
+    }
 
 
 def notification_json(

@@ -16,7 +16,7 @@ from orchestrator.domain import Job
 from orchestrator.exceptions import UsageError
 from orchestrator.jsonvalues import dumps_strict
 from orchestrator.observations import Resolution
-from orchestrator.service import children_index, notification_json, tree_json
+from orchestrator.service import notification_json
 from orchestrator.states import JobState
 
 
@@ -72,14 +72,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     with _client(args) as orc:
-        jobs = orc.list(state=args.state, kind=args.kind)
-        everyone = orc.list() if args.state or args.kind else jobs
-        hold = orc.service.hold()
-    if args.json:
-        index = children_index(everyone)
-        print(dumps_strict([tree_json(j, index, hold) for j in jobs], indent=2))
-    else:
-        render.status_table(jobs, hold)
+        if args.json:
+            print(dumps_strict(orc.status_json(state=args.state, kind=args.kind), indent=2))
+            return 0
+        render.status_table(orc.list(state=args.state, kind=args.kind), orc.service.hold())
     return 0
 
 
@@ -87,9 +83,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     with _client(args) as orc:
         detail = orc.detail(args.key)
     if args.json:
-        body = detail.to_json()
-        body["events"] = [render.event_json(e) for e in detail.events]
-        print(dumps_strict(body, indent=2))
+        print(dumps_strict(detail.show_json(), indent=2))
     else:
         render.show(detail)
     return 0

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from orchestrator.clock import isoformat, utcnow
-from orchestrator.domain import Event, Job, Notification
+from orchestrator.domain import Job, Notification
 from orchestrator.service import JobDetail, tree_order
 from orchestrator.states import JobState
 
@@ -117,18 +117,6 @@ def notifications_table(rows: Sequence[Notification], disabled: Mapping[str, Any
             last[:60],
         )
     console.print(table)
-
-
-def event_json(event: Event) -> dict[str, Any]:
-    return {
-        "at": isoformat(event.at),
-        "source": event.source,
-        "type": event.type,
-        "from_state": event.from_state.value if event.from_state else None,
-        "to_state": event.to_state.value if event.to_state else None,
-        "note": event.note,
-        "node": event.node,
-    }
 
 
 def show(detail: JobDetail) -> None:

@@ -127,7 +127,21 @@ class Deployment:
         return "\n".join(p.read_text() for p in sorted(self.dir.glob("daemon-*.log")))
 
     def jobs(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.cli_json("status")
+        """What `orchestrator status --json` prints, read in this process: tests poll this
+        every 0.1 s, and a CLI process each time (interpreter, imports) cost a core's worth
+        of CPU, taken from the daemons under test. Tests that are about the CLI call it."""
+        from orchestrator.api import Orchestrator
+
+        with Orchestrator(self.config) as orc:
+            result: list[dict[str, Any]] = json.loads(json.dumps(orc.status_json()))
+        return result
+
+    def show(self, key: str) -> dict[str, Any]:
+        """What `orchestrator show KEY --json` prints, read in this process (see jobs)."""
+        from orchestrator.api import Orchestrator
+
+        with Orchestrator(self.config) as orc:
+            result: dict[str, Any] = json.loads(json.dumps(orc.detail(key).show_json()))
         return result
 
     def stop_all(self) -> None:

@@ -89,6 +89,7 @@ def test_status_and_show_json_follow_the_contract(deploy: Any) -> None:
     shown = d.cli_json("show", "shape")
     assert set(shown) >= JOB_FIELDS and shown["events"][0]["type"] == "created"
     assert d.cli_json("status", "--state", "completed") == []
+    assert d.jobs() == [job]  # the harness's in-process read is what the CLI prints
 
 
 def test_cancel_and_retry(deploy: Any) -> None:

@@ -97,5 +97,5 @@ def test_three_daemons_share_the_work_and_the_account(
     for i, t in enumerate(sent):
         in_window = [a for a in sent[i:] if a < t + WINDOW_S - 0.05]
         assert len(in_window) <= LIMIT, f"{len(in_window)} submits sent within {WINDOW_S} s"
-    nodes_seen = {e["node"] for j in jobs for e in nodes[1].cli_json("show", j["key"])["events"]}
+    nodes_seen = {e["node"] for j in jobs for e in nodes[1].show(j["key"])["events"]}
     assert len({n for n in nodes_seen if n and not n.startswith("cli:")}) >= 2  # shared work

@@ -63,7 +63,7 @@ def _wait_killed(proc: subprocess.Popen[bytes], timeout: float = 40) -> None:
 
 
 def _job(deployment: Deployment, key: str) -> dict[str, Any]:
-    job: dict[str, Any] = deployment.cli_json("show", key)
+    job: dict[str, Any] = deployment.show(key)
     return job
 
 

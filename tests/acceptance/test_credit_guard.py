@@ -48,9 +48,7 @@ def test_a_low_balance_holds_every_submit_until_topped_up(
     deployment = deployment_with_guard(deploy, sandbox, min_credits=20, profile=profile)
     submit_song(deployment, "song-1")
     deployment.start_daemon()
-    held = wait_for(
-        lambda: (j := deployment.cli_json("show", "song-1"))["held"] and j, 20, "the hold"
-    )
+    held = wait_for(lambda: (j := deployment.show("song-1"))["held"] and j, 20, "the hold")
     assert held["state"] == "queued"
     assert "balance 10 is below min_credits 20" in held["held"]
     assert "held: credits: balance 10" in held["why"]

@@ -71,7 +71,7 @@ def test_callbacks_finish_jobs_within_a_round_trip_not_the_next_poll(
 
     for job in jobs:
         task = ledger["tasks"][job["task_id"]]
-        events = deployment.cli_json("show", job["key"])["events"]
+        events = deployment.show(job["key"])["events"]
         succeeded_at = next(_epoch(e["at"]) for e in events if e["to_state"] == "succeeded")
         lag = succeeded_at - task["completed_at"]
         # the next scheduled poll would be ~30 s away; a callback-driven poll is sub-second
@@ -120,7 +120,7 @@ def test_duplicate_early_and_reordered_callbacks_cause_one_transition_each(
     ledger = sandbox.ledger()
     assert len(ledger["callbacks"]) > 2 * len(keys)  # the duplicates really were delivered
     for key in keys:
-        detail = deployment.cli_json("show", key)
+        detail = deployment.show(key)
         moves = Counter(
             (e["from_state"], e["to_state"])
             for e in detail["events"]

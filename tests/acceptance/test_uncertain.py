@@ -21,12 +21,12 @@ def _landed(sandbox: Any) -> list[str]:
 
 
 def _state(deployment: Deployment, key: str) -> str:
-    state: str = deployment.cli_json("show", key)["state"]
+    state: str = deployment.show(key)["state"]
     return state
 
 
 def _events(deployment: Deployment, key: str) -> list[dict[str, Any]]:
-    events: list[dict[str, Any]] = deployment.cli_json("show", key)["events"]
+    events: list[dict[str, Any]] = deployment.show(key)["events"]
     return events
 
 
