@@ -8,7 +8,7 @@ are converted here (the state, the JSON ones, the error).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
 from typing import Any, Final
 
@@ -25,6 +25,13 @@ A = ARTIFACTS.c
 
 #: Ids per ``IN (...)`` list: far below SQLite's and PostgreSQL's bound-parameter limits.
 CHUNK: Final = 500
+
+
+def chunks(ids: Iterable[int]) -> Iterator[list[int]]:
+    """``ids`` in lists of at most :data:`CHUNK`, one ``IN (...)`` each."""
+    listed = list(ids)
+    for start in range(0, len(listed), CHUNK):
+        yield listed[start : start + CHUNK]
 
 
 #: the store's own columns, not the job's
@@ -74,10 +81,8 @@ def job_from_row(row: RowMapping, artifacts: tuple[Artifact, ...]) -> Job:
 
 def load_artifacts(conn: Connection, job_ids: Iterable[int]) -> dict[int, tuple[Artifact, ...]]:
     """Artifacts of the given jobs, in the order they were first recorded."""
-    ids = list(job_ids)
     found: dict[int, list[Artifact]] = {}
-    for start in range(0, len(ids), CHUNK):
-        chunk = ids[start : start + CHUNK]
+    for chunk in chunks(job_ids):
         query = select(ARTIFACTS).where(A.job_id.in_(chunk)).order_by(A.job_id, A.id)
         for row in conn.execute(query).mappings():
             found.setdefault(row["job_id"], []).append(artifact_from_row(row))

@@ -84,7 +84,7 @@ from orchestrator.stores.records import (
     same_job,
 )
 from orchestrator.stores.rows import (
-    CHUNK,
+    chunks,
     event_from_row,
     job_from_row,
     job_values,
@@ -600,11 +600,9 @@ class _SQLUnit:
         return job
 
     def get_jobs(self, job_ids: Sequence[int]) -> dict[int, Job]:
-        ids = sorted(set(job_ids))
         rows: list[RowMapping] = []
-        for start in range(0, len(ids), CHUNK):
-            query = select(JOBS).where(J.id.in_(ids[start : start + CHUNK]))
-            rows += self._conn.execute(query).mappings().all()
+        for chunk in chunks(sorted(set(job_ids))):
+            rows += self._conn.execute(select(JOBS).where(J.id.in_(chunk))).mappings().all()
         return {job.id: job for job in jobs_with_artifacts(self._conn, rows)}
 
     def apply(
