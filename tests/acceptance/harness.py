@@ -126,22 +126,24 @@ class Deployment:
     def logs(self) -> str:
         return "\n".join(p.read_text() for p in sorted(self.dir.glob("daemon-*.log")))
 
-    def jobs(self) -> list[dict[str, Any]]:
-        """What `orchestrator status --json` prints, read in this process: tests poll this
-        every 0.1 s, and a CLI process each time (interpreter, imports) cost a core's worth
-        of CPU, taken from the daemons under test. Tests that are about the CLI call it."""
+    def _read(self, what: Callable[[Any], Any]) -> Any:
+        """``what(orchestrator)`` in this process, as the JSON the CLI would print: tests
+        poll job state every 0.1 s, and a CLI process each time (interpreter, imports) cost
+        a core's worth of CPU, taken from the daemons under test. Tests that are about the
+        CLI call it."""
         from orchestrator.api import Orchestrator
 
         with Orchestrator(self.config) as orc:
-            result: list[dict[str, Any]] = json.loads(json.dumps(orc.status_json()))
+            return json.loads(json.dumps(what(orc)))
+
+    def jobs(self) -> list[dict[str, Any]]:
+        """What `orchestrator status --json` prints."""
+        result: list[dict[str, Any]] = self._read(lambda orc: orc.status_json())
         return result
 
     def show(self, key: str) -> dict[str, Any]:
-        """What `orchestrator show KEY --json` prints, read in this process (see jobs)."""
-        from orchestrator.api import Orchestrator
-
-        with Orchestrator(self.config) as orc:
-            result: dict[str, Any] = json.loads(json.dumps(orc.detail(key).show_json()))
+        """What `orchestrator show KEY --json` prints."""
+        result: dict[str, Any] = self._read(lambda orc: orc.detail(key).show_json())
         return result
 
     def stop_all(self) -> None:
